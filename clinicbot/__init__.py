@@ -1,0 +1,1 @@
+"""Pelvic-health assistant: domain logic shared by the Rasa server, the action server and the staff console."""

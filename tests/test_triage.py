@@ -1,0 +1,121 @@
+"""Red-flag triage on labelled patient messages, and the behaviours the issue names one by one.
+
+tests/triage/labelled_messages.yml is the development set (the rules were tuned on it);
+tests/triage/holdout_messages.yml was written independently, from the policy only, to measure
+generalisation: its figures are reported in docs/triage-evaluation.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clinicbot.evaluation import per_level_scores
+from clinicbot.triage import RedFlagTriage, default_triage
+
+HERE = Path(__file__).parent
+LABELLED = yaml.safe_load((HERE / "triage" / "labelled_messages.yml").read_text(encoding="utf-8"))
+HOLDOUT = yaml.safe_load((HERE / "triage" / "holdout_messages.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def triage() -> RedFlagTriage:
+    return default_triage()
+
+
+def test_the_labelled_set_is_big_enough_and_covers_every_level():
+    assert len(LABELLED) >= 200
+    levels = {item["level"] for item in LABELLED}
+    assert levels == {"EMERGENCY", "URGENT", "BOOKING", "NONE"}
+    kinds = {item["kind"] for item in LABELLED}
+    assert {"negated", "hypothetical", "third_person", "typo", "long"} <= kinds
+
+
+def test_recall_targets_on_the_labelled_set(triage):
+    predictions = [(item["level"], triage.assess(item["text"]).level) for item in LABELLED]
+    scores = per_level_scores(predictions)
+    missed_emergencies = [
+        item["text"] for item in LABELLED
+        if item["level"] == "EMERGENCY" and triage.assess(item["text"]).level != "EMERGENCY"
+    ]
+    assert missed_emergencies == []
+    assert scores["EMERGENCY"]["recall"] == 1.0
+    assert scores["URGENT"]["recall"] >= 0.95
+    assert scores["BOOKING"]["recall"] >= 0.95
+
+
+def test_no_emergency_for_negated_or_hypothetical_messages(triage):
+    calm = [item for item in LABELLED + HOLDOUT if item["kind"] in {"negated", "hypothetical", "informational"}
+            and item["level"] != "EMERGENCY"]
+    alarmed = [item["text"] for item in calm if triage.assess(item["text"]).level == "EMERGENCY"]
+    assert alarmed == []
+
+
+@pytest.mark.parametrize(
+    "text, level",
+    [
+        # The issue's three "done when" messages
+        ("I can't feel anything between my legs and I can't pee", "EMERGENCY"),
+        ("I get tingling in my left leg after sex", "BOOKING"),
+        ("no numbness or tingling, just a sore back after sex", "NONE"),
+        # Combinations matter
+        ("numbness in my groin and my back hurts", "EMERGENCY"),
+        ("my groin has been numb since yesterday", "URGENT"),
+        # Negation, hypotheticals, resolved
+        ("I don't have any weakness in my legs", "NONE"),
+        ("denies tingling in the groin, back is a bit sore", "NONE"),
+        ("what are the warning signs?", "NONE"),
+        ("what if I had numbness between my legs and back pain?", "NONE"),
+        ("I used to have tingling in my leg, it's gone now", "NONE"),
+        # Someone else's symptoms keep their level
+        ("my wife can't feel her legs and wet herself", "EMERGENCY"),
+        # Inflections and misspellings
+        ("my left leg tingles and has for two weeks", "BOOKING"),
+        ("numbnes between my legs and lower back pain", "EMERGENCY"),
+        ("cant pee and my back is killing me", "EMERGENCY"),
+        # Pregnancy
+        ("I'm 7 weeks pregnant with sudden severe pain on my left side", "EMERGENCY"),
+        ("I'm pregnant and I've had some bleeding", "URGENT"),
+        # Plain questions
+        ("why does my back hurt after sex", "NONE"),
+        ("sex hurts since my baby", "BOOKING"),
+    ],
+)
+def test_named_behaviours(triage, text, level):
+    assert triage.assess(text).level == level
+
+
+def test_result_explains_itself(triage):
+    result = triage.assess("I can't feel anything between my legs and I can't pee")
+    assert result.rule == "two_cauda_equina_signs"
+    assert any("pee" in word for word in result.matched)
+    assert any("between my legs" in word for word in result.matched)
+
+
+def test_negated_words_are_reported_as_suppressed(triage):
+    result = triage.assess("no numbness or tingling, just a sore back after sex")
+    assert result.level == "NONE"
+    assert "numbness: negated" in result.suppressed
+
+
+def test_long_message_with_a_buried_red_flag(triage):
+    filler = "I have been reading about pelvic floor therapy and posture. " * 60
+    text = filler + "Since this morning I can't pee and my lower back is agony. " + filler
+    assert len(text) > 5000
+    assert triage.assess(text).level == "EMERGENCY"
+
+
+def test_empty_and_markup_messages_are_safe(triage):
+    assert triage.assess("").level == "NONE"
+    assert triage.assess("   ").level == "NONE"
+    assert triage.assess("<script>alert('x')</script>").level == "NONE"
+
+
+def test_rules_file_with_an_unknown_term_is_rejected(tmp_path, triage):
+    broken = tmp_path / "rules.yml"
+    broken.write_text(
+        "terms: {pain: [pain]}\nfindings: {x: [[ache]]}\nrules: []\ncontext: {}\n", encoding="utf-8"
+    )
+    with pytest.raises(ValueError, match="unknown term"):
+        RedFlagTriage.load(broken, nlp=triage.nlp)
