@@ -144,7 +144,7 @@ class RedFlagTriage:
     @classmethod
     def load(cls, rules_path: Path = DEFAULT_RULES_PATH, nlp=None) -> "RedFlagTriage":
         if nlp is None:
-            from clinicbot.spacy_model import load_english
+            from clinicbot.offline_models import load_english
 
             nlp = load_english()
         config = yaml.safe_load(Path(rules_path).read_text(encoding="utf-8"))

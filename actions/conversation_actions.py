@@ -1,0 +1,56 @@
+"""Handoff to a person and feedback on answers: both leave a record for the staff console."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import channel_of, clinic_vars
+from clinicbot.storage import default_store
+
+logger = logging.getLogger(__name__)
+
+
+class ActionHandoff(Action):
+    def name(self) -> Text:
+        return "action_handoff"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict]:
+        note = (tracker.latest_message or {}).get("text")
+        try:
+            default_store().record_handoff(tracker.sender_id, channel_of(tracker), note)
+        except Exception:
+            logger.exception("Could not flag conversation %s for follow-up", tracker.sender_id)
+            dispatcher.utter_message(response="utter_handoff_not_flagged", **clinic_vars())
+            return []
+        dispatcher.utter_message(response="utter_handoff", **clinic_vars())
+        return []
+
+
+def last_answered_topic(tracker: Tracker) -> Optional[str]:
+    """The FAQ topic of the last answer the bot gave (bot events carry the response name)."""
+    for event in reversed(tracker.events):
+        if event.get("event") != "bot":
+            continue
+        utter_action = (event.get("metadata") or {}).get("utter_action") or ""
+        if utter_action.startswith("utter_faq/"):
+            return utter_action[len("utter_faq/"):]
+    return None
+
+
+class ActionRecordFeedback(Action):
+    def name(self) -> Text:
+        return "action_record_feedback"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict]:
+        helpful = (tracker.latest_message or {}).get("intent", {}).get("name") == "feedback_helpful"
+        topic = last_answered_topic(tracker)
+        if topic:
+            try:
+                default_store().record_feedback(tracker.sender_id, topic, helpful)
+            except Exception:
+                logger.exception("Could not record feedback for %s", tracker.sender_id)
+        dispatcher.utter_message(response="utter_feedback_thanks" if helpful else "utter_feedback_sorry")
+        return []

@@ -1,0 +1,160 @@
+"""`make run`: start the action server, the Rasa server and the web app (widget page + staff console).
+
+Used by the tests too (`start_stack`), so that they exercise exactly what a clinic runs.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from clinicbot.settings import PROJECT_ROOT, load_settings
+
+VENV_BIN = Path(sys.executable).parent
+MODEL = PROJECT_ROOT / "models" / "pelvic-health.tar.gz"
+
+
+@dataclass
+class Ports:
+    rasa: int = 5005
+    actions: int = 5055
+    web: int = 8080
+
+
+@dataclass
+class Stack:
+    ports: Ports
+    processes: Dict[str, subprocess.Popen]
+    log_dir: Path
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://localhost:{self.ports.rasa}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://localhost:{self.ports.web}"
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        deadline = time.time() + 20
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_for(url: str, process: subprocess.Popen, name: str, timeout: float, log: Path) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except Exception:
+            time.sleep(0.5)
+    raise RuntimeError(f"{name} did not start within {timeout:.0f}s; see {log}")
+
+
+def start_stack(
+    ports: Optional[Ports] = None,
+    env: Optional[Dict[str, str]] = None,
+    log_dir: Optional[Path] = None,
+    model: Path = MODEL,
+    with_web: bool = True,
+    endpoints: Optional[Path] = None,
+) -> Stack:
+    ports = ports or Ports()
+    log_dir = log_dir or PROJECT_ROOT / "var" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    environment = dict(os.environ, **(env or {}))
+    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    environment["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + environment.get("PYTHONPATH", "")
+    settings_env = environment  # settings are read by each process from its environment
+
+    commands = {
+        "actions": [str(VENV_BIN / "rasa"), "run", "actions", "--actions", "actions", "--port", str(ports.actions)],
+        "rasa": [
+            str(VENV_BIN / "rasa"), "run", "--model", str(model), "--port", str(ports.rasa),
+            "--endpoints", str(endpoints or _endpoints_for(ports, log_dir)),
+            "--credentials", str(PROJECT_ROOT / "credentials.yml"),
+            "--enable-api", "--cors", "*",
+        ],
+    }
+    token = settings_env.get("RASA_AUTH_TOKEN")
+    if token:
+        commands["rasa"] += ["--auth-token", token]
+    if with_web:
+        commands["web"] = [sys.executable, "-m", "clinicbot.web", "--port", str(ports.web), "--rasa-port", str(ports.rasa)]
+
+    processes: Dict[str, subprocess.Popen] = {}
+    stack = Stack(ports=ports, processes=processes, log_dir=log_dir)
+    try:
+        for name, command in commands.items():
+            log = log_dir / f"{name}.log"
+            processes[name] = subprocess.Popen(
+                command, cwd=PROJECT_ROOT, env=environment, stdout=open(log, "w"), stderr=subprocess.STDOUT
+            )
+        _wait_for(f"http://localhost:{ports.actions}/health", processes["actions"], "action server", 120, log_dir / "actions.log")
+        _wait_for(f"http://localhost:{ports.rasa}/status" if not token else f"http://localhost:{ports.rasa}/",
+                  processes["rasa"], "Rasa server", 300, log_dir / "rasa.log")
+        if with_web:
+            _wait_for(f"http://localhost:{ports.web}/healthz", processes["web"], "web app", 60, log_dir / "web.log")
+    except Exception:
+        stack.stop()
+        raise
+    return stack
+
+
+def _endpoints_for(ports: Ports, log_dir: Path) -> Path:
+    """endpoints.yml with the action server's port for this stack (the committed file says 5055)."""
+    if ports.actions == 5055:
+        return PROJECT_ROOT / "endpoints.yml"
+    text = (PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")
+    path = log_dir / "endpoints.yml"
+    path.write_text(text.replace("localhost:5055", f"localhost:{ports.actions}"), encoding="utf-8")
+    return path
+
+
+def main() -> None:
+    if not MODEL.exists():
+        sys.exit("No trained model: run `make train` first.")
+    settings = load_settings()
+    print("Starting (the Rasa server takes about a minute to load the model)...", flush=True)
+    stack = start_stack()
+    clinic_db = settings.database_url
+    print(
+        "\nRunning:\n"
+        f"  Chat widget page   {stack.web_url}/\n"
+        f"  Staff console      {stack.web_url}/console  (create a user: .venv/bin/python -m clinicbot.console.users add NAME)\n"
+        f"  Rasa REST channel  {stack.rasa_url}/webhooks/rest/webhook\n"
+        f"  Action server      http://localhost:{stack.ports.actions}/webhook\n"
+        f"  Database           {clinic_db}\n"
+        f"  Logs               {stack.log_dir}\n"
+        "Press Ctrl-C to stop.",
+        flush=True,
+    )
+    try:
+        while all(process.poll() is None for process in stack.processes.values()):
+            time.sleep(1)
+        stopped = [name for name, process in stack.processes.items() if process.poll() is not None]
+        print(f"Stopped unexpectedly: {', '.join(stopped)}; see {stack.log_dir}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nStopping...", flush=True)
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""End to end through the trained model: `rasa run` + action server, talking over the REST channel."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+HERE = Path(__file__).parent
+FAQ_QUESTIONS = yaml.safe_load((HERE / "e2e" / "faq_questions.yml").read_text(encoding="utf-8"))
+OUT_OF_SCOPE = yaml.safe_load((HERE / "e2e" / "out_of_scope_questions.yml").read_text(encoding="utf-8"))
+SOURCES = [
+    '"Back and Hip Problems That Can Make Sex Hurt"',
+    '"Painful Intercourse and Vaginal Pain"',
+    '"Lower Back Pain After Sex: Common Causes and Solutions"',
+    '"We\'ve Got Your Back!"',
+]
+TRAINING_TEXT = "\n".join(p.read_text(encoding="utf-8").lower() for p in (HERE.parent / "data" / "nlu").glob("*.yml"))
+
+
+def test_e2e_questions_are_not_training_examples():
+    assert len(FAQ_QUESTIONS) >= 40
+    copied = [q["question"] for q in FAQ_QUESTIONS if f"- {q['question'].lower()}\n" in TRAINING_TEXT]
+    assert copied == []
+
+
+@pytest.mark.parametrize("case", FAQ_QUESTIONS, ids=[q["topic"] + ":" + q["question"][:30] for q in FAQ_QUESTIONS])
+def test_patient_question_gets_the_right_answer(chat, case):
+    texts = chat.texts(case["question"])
+    answer = next((t for t in texts if "Source:" in t), "")
+    assert answer, f"no article answer in {texts}"
+    for phrase in case["must_contain"]:
+        assert phrase.lower() in answer.lower(), f"{phrase!r} missing from {answer!r}"
+    assert any(source in answer for source in SOURCES)
+    assert texts[-1] == "Did that answer your question?"
+
+
+@pytest.mark.parametrize("question", OUT_OF_SCOPE)
+def test_out_of_scope_gets_an_honest_reply_not_an_answer(chat, question):
+    texts = chat.texts(question)
+    assert texts, "no reply"
+    assert not any("Source:" in t for t in texts)
+    assert any(("outside what I can help with" in t) or ("not sure I understood" in t) for t in texts)
+
+
+def test_done_when_back_pain_question_names_seed_002(chat):
+    [answer, feedback] = chat.texts("why does my back hurt after sex")
+    assert "herniated disc" in answer
+    assert 'Source: "Lower Back Pain After Sex: Common Causes and Solutions"' in answer
+    assert feedback == "Did that answer your question?"
+
+
+def test_greeting_carries_the_disclaimer_and_topic_buttons(chat):
+    [greeting] = chat.say("hi there")
+    assert "not a diagnosis" in greeting["text"] and "911" in greeting["text"]
+    assert [b["title"] for b in greeting["buttons"]][:2] == ["Back pain after sex", "Painful sex"]
+
+
+def test_topic_button_payload_is_answered(chat):
+    [greeting] = chat.say("hello")
+    payload = greeting["buttons"][1]["payload"]
+    answer = chat.texts(payload)[0]
+    assert 'Source: "Painful Intercourse and Vaginal Pain"' in answer
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ("", "not sure I understood"),
+        ("    ", "not sure I understood"),
+        ("<script>alert('hi')</script>", None),
+        ("😢😢😢", None),
+        ("¿Por qué me duele la espalda después del sexo?", "not sure I understood"),
+        ("why does my back hurt after sex " + "really " * 710, None),
+    ],
+    ids=["empty", "whitespace", "markup", "emoji", "spanish", "5000-chars"],
+)
+def test_bad_input_gets_a_kind_reply(chat, message, expected):
+    replies = chat.say(message)
+    texts = [r.get("text", "") for r in replies]
+    assert texts, "the patient got no reply at all"
+    assert not any("<script" in t.lower() for t in texts)
+    if expected:
+        assert any(expected in t for t in texts)
+    # and the conversation goes on normally afterwards
+    assert any("Source:" in t for t in chat.texts("what is vaginismus"))
+
+
+# --- triage through the bot ----------------------------------------------------------------------
+def test_done_when_emergency_instruction_comes_first(chat, stack_store):
+    texts = chat.texts("I can't feel anything between my legs and I can't pee")
+    assert "call 911" in texts[0]
+    assert not any("book" in t.lower() for t in texts)
+    events = [e for e in stack_store.list_triage_events() if e["conversation_id"] == chat.sender]
+    assert [e["level"] for e in events] == ["EMERGENCY"]
+
+
+def test_done_when_negated_symptoms_get_the_normal_answer(chat, stack_store):
+    texts = chat.texts("no numbness or tingling, just a sore back after sex")
+    assert not any("911" in t or "checked by" in t for t in texts)
+    assert any("Source:" in t for t in texts)
+    assert not [e for e in stack_store.list_triage_events() if e["conversation_id"] == chat.sender]
+
+
+def test_red_flag_with_a_question_gets_the_triage_message_then_the_answer(chat):
+    texts = chat.texts("I'm pregnant and I've had some bleeding, what treatments are not used in pregnancy?")
+    assert "checked by a doctor today" in texts[0]
+    assert any("Source:" in t and "pregnan" in t.lower() for t in texts[1:])
+    assert texts[-1] == "Would you like to book an appointment with the clinic?"
+
+
+def test_done_when_tingling_leads_to_a_stored_booking(chat, stack_store):
+    replies = chat.say("I get tingling in my left leg after sex")
+    assert "checked by a clinician" in replies[0]["text"]
+    offer = replies[-1]
+    assert [b["title"] for b in offer["buttons"]] == ["Book in person", "Book a virtual visit", "Not now"]
+
+    assert "What name" in chat.texts(offer["buttons"][0]["payload"])[0]
+    assert "How can the clinic reach you" in chat.texts("Maria Lopez")[0]
+    assert "doesn't look like" in chat.texts("tomorrow")[0]
+    assert "Which days and times" in chat.texts("415-555-0199")[-1]  # in person was chosen by the button
+    assert "May the clinic contact you" in chat.texts("weekday mornings")[0]
+    read_back = chat.texts("/affirm")[0]
+    assert "Maria Lopez" in read_back and "415-555-0199" in read_back and "in person" in read_back
+    assert "tingling" in read_back  # reason prefilled from the red flag
+    done = chat.texts("/affirm")[0]
+    assert "reference number is PH-" in done
+
+    rows = [r for r in stack_store.list_bookings() if r["conversation_id"] == chat.sender]
+    assert len(rows) == 1
+    assert (rows[0]["name"], rows[0]["contact"], rows[0]["visit_type"], rows[0]["triage_level"]) == (
+        "Maria Lopez", "415-555-0199", "in_person", "BOOKING")
+    assert rows[0]["reference"] in done
+
+    # A second "yes" after the booking is sent makes no second booking.
+    chat.texts("/affirm")
+    assert len([r for r in stack_store.list_bookings() if r["conversation_id"] == chat.sender]) == 1
+
+
+def test_booking_form_answers_a_question_midway_and_can_correct_and_stop(chat, stack_store):
+    assert "What name" in chat.texts("can I schedule a virtual session?")[0]
+    texts = chat.texts("what is vaginismus")
+    assert any("Source:" in t for t in texts)
+    assert "What name" in texts[-1]  # the form resumes
+    chat.texts("Sam")
+    chat.texts("sam@example.org")
+    chat.texts('/inform{"visit_type": "virtual"}')
+    chat.texts("evenings")
+    read_back = chat.texts("/affirm")[0]
+    assert "sam@example.org" in read_back
+    assert "What would you like to change" in chat.texts("/deny")[0]
+    assert "How can the clinic reach you" in chat.texts('/correct_booking{"booking_field": "booking_contact"}')[0]
+    read_back = chat.texts("sam.new@example.org")[0]
+    assert "sam.new@example.org" in read_back
+    assert "stopped the booking" in chat.texts("never mind")[0]
+    assert [r for r in stack_store.list_bookings() if r["conversation_id"] == chat.sender] == []
+
+
+def test_asking_for_a_person_flags_the_conversation(chat, stack_store):
+    texts = chat.texts("I want to talk to a real person")
+    assert "flagged this conversation" in texts[0]
+    with stack_store.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT conversation_id FROM handoffs").all()
+    assert (chat.sender,) in [tuple(r) for r in rows]
