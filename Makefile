@@ -56,6 +56,7 @@ eval: train ## NLU quality on the held-out set (never trained on), and triage pr
 	$(RASA) test nlu --model $(MODEL) --nlu tests/nlu/holdout.yml --out results/nlu
 	$(PY) -m clinicbot.evaluation nlu results/nlu
 	$(PY) -m clinicbot.evaluation triage
+	$(PY) -m clinicbot.evaluation thresholds $(MODEL)
 
 benchmark: train ## Latency, throughput and cold start of the REST channel (docs/performance.md)
 	$(PY) -m clinicbot.benchmark

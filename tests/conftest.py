@@ -3,6 +3,7 @@ server and the web app, on test ports, against a fresh SQLite database in a temp
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from pathlib import Path
 from typing import Dict, List
@@ -13,7 +14,16 @@ import pytest
 from clinicbot.run import MODEL, Ports, start_stack
 from clinicbot.storage import Store
 
-TEST_PORTS = Ports(rasa=5105, actions=5155, web=8180)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# Free ports, so that a test run never collides with `make run` or another test run on the machine.
+TEST_PORTS = Ports(rasa=_free_port(), actions=_free_port(), web=_free_port())
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
