@@ -1,0 +1,1 @@
+"""Staff console: conversations, the follow-up queue, feedback, insight and export."""

@@ -1,0 +1,332 @@
+"""The staff console: a Sanic blueprint at /console with server-rendered pages (Jinja2, autoescaped).
+
+Every route needs a signed-in staff member except the sign-in page and the stylesheet; every POST
+needs the session's CSRF token. Data access is clinicbot.storage.ConsoleStore; nothing else runs SQL.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sanic import Blueprint, response
+from sanic.request import Request
+from sqlalchemy.exc import NoResultFound
+
+from clinicbot.console import auth
+from clinicbot.console.export import EXPORTS, Exporter
+from clinicbot.console.presenters import (
+    FLAG_LABELS,
+    LEVELS,
+    BadRequest,
+    bounded_range,
+    conversation_filter,
+    daily_chart,
+    date_range,
+    query_string,
+    transcript,
+)
+from clinicbot.settings import Settings, load_settings
+from clinicbot.storage import QUEUE_STATUSES, QUEUE_TABLES, ConsoleStore
+
+logger = logging.getLogger(__name__)
+audit = logging.getLogger("clinicbot.console.audit")
+
+HERE = Path(__file__).resolve().parent
+PREFIX = "/console"
+PUBLIC_PATHS = {f"{PREFIX}/login", f"{PREFIX}/static/console.css"}
+FAILURES_PER_USER = 5
+FAILURES_PER_ADDRESS = 20  # a clinic's staff often share one public address
+FAILURE_WINDOW_SECONDS = 15 * 60
+QUEUE_VIEWS = {"open": ("new", "contacted"), "all": None, **{status: (status,) for status in QUEUE_STATUSES}}
+KIND_LABELS = {"booking": "Booking", "triage": "Red flag", "handoff": "Asked for a person"}
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+DEFAULT_SECRET = "dev-only-secret-change-me"
+
+
+def _templates() -> Environment:
+    environment = Environment(
+        loader=FileSystemLoader(str(HERE / "templates")),
+        autoescape=True,  # every value is HTML-escaped unless a template says otherwise (none does)
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["localtime"] = lambda value, fmt="%Y-%m-%d %H:%M": value.astimezone().strftime(fmt) if value else ""
+    environment.filters["percent"] = lambda value: f"{100 * value:.0f}%" if value is not None else ""
+    environment.filters["conf"] = lambda value: f"{value:.2f}" if isinstance(value, (int, float)) else ""
+    environment.filters["urlquote"] = lambda value: quote(str(value), safe="")
+    environment.globals.update(
+        FLAG_LABELS=FLAG_LABELS, LEVELS=LEVELS, QUEUE_STATUSES=QUEUE_STATUSES, KIND_LABELS=KIND_LABELS, query_string=query_string
+    )
+    return environment
+
+
+def _safe_next(target: Optional[str]) -> str:
+    """Only ever redirect back into the console (no open redirect)."""
+    if target and target.startswith(PREFIX + "/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return PREFIX + "/conversations"
+
+
+def _client_address(request: Request) -> str:
+    # remote_addr is set only when Sanic is configured to trust a proxy (PROXIES_COUNT / FORWARDED_SECRET);
+    # otherwise the socket's peer address, which a client cannot forge.
+    return request.remote_addr or request.ip or "unknown"
+
+
+def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[Settings] = None) -> Blueprint:
+    settings = settings or load_settings()
+    blueprint = Blueprint("console", url_prefix=PREFIX, strict_slashes=False)
+    templates = _templates()
+    sessions = auth.SessionCodec(settings.console_secret, settings.console_session_minutes * 60)
+    per_user = auth.RateLimiter(FAILURES_PER_USER, FAILURE_WINDOW_SECONDS)
+    per_address = auth.RateLimiter(FAILURES_PER_ADDRESS, FAILURE_WINDOW_SECONDS)
+    state: dict = {"store": store}
+    lock = threading.Lock()
+    if settings.console_secret == DEFAULT_SECRET:
+        logger.warning("CONSOLE_SECRET is the development default: set it before the console holds real data")
+
+    def get_store() -> ConsoleStore:
+        with lock:
+            if state["store"] is None:  # lazily: no database work at import or blueprint creation
+                state["store"] = ConsoleStore(settings.database_url, settings.tracker_store_url, settings.outbox_dir)
+            state["store"].ensure_schema()
+            return state["store"]
+
+    def render(request: Request, template: str, status: int = 200, **context: Any):
+        user = getattr(request.ctx, "user", None)
+        session = getattr(request.ctx, "session", None)
+        html = templates.get_template(template).render(
+            user=user, csrf_token=session.csrf if session else "", path=request.path, **context
+        )
+        return response.html(html, status=status)
+
+    def error_page(request: Request, status: int, message: str):
+        return render(request, "error.html", status=status, status_code=status, message=message)
+
+    def current_session(request: Request):
+        session = sessions.read(request.cookies.get(auth.SessionCodec.COOKIE))
+        if session is None:
+            return None, None
+        user = get_store().get_staff_user(session.username)
+        if user is None or auth.password_fingerprint(user["password_hash"]) != session.fingerprint:
+            return None, None
+        return session, {"username": user["username"], "role": user["role"]}
+
+    @blueprint.middleware("request")
+    async def require_sign_in(request: Request):
+        if request.path in PUBLIC_PATHS:
+            return None
+        session, user = current_session(request)
+        if user is None:
+            if request.method == "GET" and not request.path.endswith(".csv"):
+                target = request.path + (f"?{request.query_string}" if request.query_string else "")
+                return response.redirect(f"{PREFIX}/login?next={quote(target, safe='')}")
+            return response.text("Sign in required.", status=401)
+        request.ctx.session, request.ctx.user = session, user
+        if request.method == "POST" and not auth.tokens_match(session.csrf, request.form.get("csrf_token")):
+            return response.text("Missing or wrong CSRF token: reload the page and try again.", status=403)
+        return None
+
+    @blueprint.middleware("response")
+    async def security_headers(request: Request, resp):
+        resp.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        if request.path not in PUBLIC_PATHS or request.path.endswith("/login"):
+            resp.headers["Cache-Control"] = "no-store"
+
+    @blueprint.get("/static/console.css")
+    async def stylesheet(request: Request):
+        return await response.file(str(HERE / "static" / "console.css"), mime_type="text/css")
+
+    # -- sign in / out ------------------------------------------------------------------------------
+    def login_page(request: Request, status: int = 200, error: str = "", username: str = "", next_url: str = ""):
+        token = sessions.read_login_token(request.cookies.get(auth.SessionCodec.LOGIN_COOKIE))
+        cookie = None
+        if token is None:
+            cookie = sessions.issue_login_token()
+            token = sessions.read_login_token(cookie)
+        resp = render(request, "login.html", status=status, error=error, username=username, next_url=next_url, login_token=token)
+        if cookie is not None:
+            _set_cookie(request, resp, auth.SessionCodec.LOGIN_COOKIE, cookie, max_age=3600)
+        return resp
+
+    @blueprint.get("/login")
+    async def login_form(request: Request):
+        return login_page(request, next_url=_safe_next(request.args.get("next")))
+
+    @blueprint.post("/login")
+    async def login(request: Request):
+        form = request.form
+        username = auth.normalise_username(form.get("username", ""))[:100]
+        next_url = _safe_next(form.get("next"))
+        expected = sessions.read_login_token(request.cookies.get(auth.SessionCodec.LOGIN_COOKIE))
+        if not auth.tokens_match(expected, form.get("csrf_token")):
+            return response.text("Missing or wrong CSRF token: reload the sign-in page and try again.", status=403)
+        address_key, user_key = f"ip:{_client_address(request)}", f"user:{username}"
+        if per_address.blocked(address_key) or per_user.blocked(user_key):
+            wait = max(per_address.retry_after(address_key), per_user.retry_after(user_key))
+            audit.warning("sign-in refused (rate limit) user=%s address=%s", username, _client_address(request))
+            resp = login_page(
+                request, status=429, username=username, next_url=next_url,
+                error=f"Too many failed sign-ins. Try again in {max(1, wait // 60)} minute(s).",
+            )
+            resp.headers["Retry-After"] = str(wait)
+            return resp
+        user = get_store().get_staff_user(username) if username else None
+        if not auth.verify_password(form.get("password", ""), user["password_hash"] if user else None):
+            per_address.fail(address_key)
+            per_user.fail(user_key)
+            audit.info("sign-in failed user=%s address=%s", username, _client_address(request))
+            return login_page(request, status=401, username=username, next_url=next_url, error="Wrong user name or password.")
+        per_user.reset(user_key)
+        audit.info("sign-in user=%s address=%s", username, _client_address(request))
+        resp = response.redirect(next_url)
+        cookie = sessions.issue(user["username"], auth.password_fingerprint(user["password_hash"]))
+        _set_cookie(request, resp, auth.SessionCodec.COOKIE, cookie, max_age=settings.console_session_minutes * 60)
+        _set_cookie(request, resp, auth.SessionCodec.LOGIN_COOKIE, "", max_age=0)
+        return resp
+
+    @blueprint.post("/logout")
+    async def logout(request: Request):
+        resp = response.redirect(f"{PREFIX}/login")
+        _set_cookie(request, resp, auth.SessionCodec.COOKIE, "", max_age=0)
+        return resp
+
+    # -- pages ---------------------------------------------------------------------------------------
+    @blueprint.get("/")
+    async def home(request: Request):
+        return response.redirect(f"{PREFIX}/conversations")
+
+    @blueprint.get("/conversations")
+    async def conversations(request: Request):
+        try:
+            flt, values = conversation_filter(request.args)
+        except BadRequest as error:
+            return error_page(request, 400, str(error))
+        store = get_store()
+        rows, total = store.list_conversations(flt)
+        pages = max(1, -(-total // flt.limit))
+        return render(
+            request, "conversations.html", rows=rows, total=total, values=values, pages=pages,
+            channels=store.conversation_channels(),
+        )
+
+    @blueprint.get("/transcript")
+    async def conversation(request: Request):
+        conversation_id = request.args.get("id", "")
+        store = get_store()
+        events = store.conversation_events(conversation_id) if conversation_id else []
+        records = store.conversation_records(conversation_id) if conversation_id else {}
+        if not events and not any(records.values()):
+            return error_page(request, 404, "No conversation with that id.")
+        return render(
+            request, "transcript.html", conversation_id=conversation_id, turns=transcript(events), records=records,
+            back=_safe_next(request.args.get("back")),
+        )
+
+    @blueprint.get("/queue")
+    async def queue(request: Request):
+        view = request.args.get("view", "open")
+        if view not in QUEUE_VIEWS:
+            return error_page(request, 400, "Unknown queue view.")
+        try:
+            start, end, values = date_range(request.args)
+        except BadRequest as error:
+            return error_page(request, 400, str(error))
+        items = get_store().queue_items(statuses=QUEUE_VIEWS[view], start=start, end=end)
+        return render(request, "queue.html", items=items, view=view, views=list(QUEUE_VIEWS), values=values)
+
+    @blueprint.post("/queue/<kind:str>/<item_id:int>/status")
+    async def change_status(request: Request, kind: str, item_id: int):
+        status = request.form.get("status", "")
+        if kind not in QUEUE_TABLES or status not in QUEUE_STATUSES:
+            return error_page(request, 400, "Unknown item kind or status.")
+        try:
+            get_store().set_status(kind, item_id, status, changed_by=request.ctx.user["username"])
+        except NoResultFound:
+            return error_page(request, 404, "No such queue item.")
+        audit.info("status %s %s -> %s by %s", kind, item_id, status, request.ctx.user["username"])
+        return response.redirect(_safe_next(request.form.get("next") or f"{PREFIX}/queue"))
+
+    @blueprint.get("/feedback")
+    async def feedback(request: Request):
+        try:
+            start, end, values = date_range(request.args)
+        except BadRequest as error:
+            return error_page(request, 400, str(error))
+        store = get_store()
+        return render(
+            request, "feedback.html", topics=store.feedback_summary(start, end), recent=store.recent_negative_feedback(),
+            values=values,
+        )
+
+    @blueprint.get("/insight")
+    async def insight(request: Request):
+        try:
+            start, end, values = bounded_range(request.args, default_days=30)
+        except BadRequest as error:
+            return error_page(request, 400, str(error))
+        data = get_store().insight(start, end)
+        chart = daily_chart(
+            data["conversation_starts"], data["booking_times"], start.date(), (end - timedelta(days=1)).date()
+        )
+        typed = data["typed_messages"]
+        return render(
+            request, "insight.html", data=data, chart=chart, values=values,
+            conversations=len(data["conversation_starts"]), bookings=len(data["booking_times"]),
+            fallback_rate=(data["fallback_messages"] / typed) if typed else None,
+        )
+
+    @blueprint.get("/export")
+    async def export_form(request: Request):
+        today = datetime.now().astimezone().date().isoformat()
+        return render(request, "export.html", exports=EXPORTS, today=today)
+
+    @blueprint.get("/export.csv")
+    async def export_csv(request: Request):
+        what = request.args.get("what", "")
+        if what not in EXPORTS:
+            return response.text("what: conversations, messages or queue", status=400)
+        identifiable = request.args.get("identifiable") in ("1", "on", "true")
+        user = request.ctx.user
+        if identifiable and user["role"] != "clinician":
+            audit.warning("identifiable export refused user=%s role=%s", user["username"], user["role"])
+            return response.text("Identifiable exports need the clinician role.", status=403)
+        try:
+            start, end, values = bounded_range(request.args, default_days=1)
+        except BadRequest as error:
+            return response.text(str(error), status=400)
+        body = Exporter(get_store(), settings.console_secret, identifiable).export(what, start, end)
+        audit.info(
+            "export %s %s..%s identifiable=%s user=%s", what, values["from"], values["to"], identifiable, user["username"]
+        )
+        suffix = "identifiable" if identifiable else "redacted"
+        filename = f"{what}-{values['from']}-to-{values['to']}-{suffix}.csv"
+        return response.text(
+            body, content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    return blueprint
+
+
+def _set_cookie(request: Request, resp, name: str, value: str, max_age: int) -> None:
+    resp.cookies[name] = value
+    cookie = resp.cookies[name]
+    cookie["path"] = PREFIX
+    cookie["httponly"] = True
+    cookie["samesite"] = "Strict"
+    cookie["max-age"] = max_age
+    if request.scheme == "https":
+        cookie["secure"] = True

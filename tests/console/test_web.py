@@ -1,0 +1,249 @@
+"""The console over HTTP (in-process Sanic app, the stack's real database): sign-in, sessions, CSRF,
+rate limit, pages, escaping, and status changes that outlive the app instance."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sanic_testing.testing import SanicASGITestClient
+
+from clinicbot.console.auth import SessionCodec, hash_password, password_fingerprint
+from console_helpers import PASSWORD, csrf_from, make_app, sign_in
+from scripted_patients import BOOKING_NAME, MARKUP
+
+PAGES = [
+    "/console",
+    "/console/conversations",
+    "/console/conversations?red_flag=1",
+    "/console/transcript?id=x",
+    "/console/queue",
+    "/console/feedback",
+    "/console/insight",
+    "/console/export",
+]
+
+
+def ids_on_page(html: str):
+    return set(re.findall(r'data-conversation="([^"]+)"', html))
+
+
+# -- nothing without signing in --------------------------------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+async def test_pages_redirect_to_sign_in_when_signed_out(client, conversations, page):
+    _, response = await client.get(page)
+    assert response.status_code == 302
+    assert response.headers["location"].startswith("/console/login?next=")
+    assert conversations["booking"] not in response.text
+
+
+async def test_transcript_and_export_refused_when_signed_out(client, conversations):
+    _, response = await client.get("/console/transcript", params={"id": conversations["booking"]})
+    assert response.status_code == 302 and BOOKING_NAME not in response.text
+    _, response = await client.get("/console/export.csv", params={"what": "queue"})
+    assert response.status_code == 401 and BOOKING_NAME not in response.text
+
+
+async def test_posts_refused_when_signed_out(client, console_store, conversations):
+    booking = next(b for b in console_store.list_bookings() if b["conversation_id"] == conversations["booking"])
+    _, response = await client.post(f"/console/queue/booking/{booking['id']}/status", data={"status": "closed"})
+    assert response.status_code == 401
+    assert console_store.queue_item("booking", booking["id"])["status"] != "closed"
+
+
+async def test_forged_or_tampered_cookie_is_not_a_session(client, accounts):
+    forged = "eyJ1IjoiYWRtaW4ifQ.forged.signature"
+    _, response = await client.get("/console/conversations", headers={"Cookie": f"{SessionCodec.COOKIE}={forged}"})
+    assert response.status_code == 302
+
+
+# -- sign-in ---------------------------------------------------------------------------------------
+async def test_sign_in_then_pages_render(staff_client, conversations):
+    for page in PAGES[1:]:
+        _, response = await staff_client.get(page)
+        assert response.status_code in (200, 302, 404), page
+    _, response = await staff_client.get("/console/conversations")
+    assert response.status_code == 200
+    assert set(conversations.values()) <= ids_on_page(response.text)
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_wrong_password_is_refused(client, accounts):
+    response = await sign_in(client, accounts["staff"][0], "not the password")
+    assert response.status_code == 401
+    assert "Wrong user name or password" in response.text
+    _, page = await client.get("/console/conversations")
+    assert page.status_code == 302
+
+
+async def test_sign_in_only_redirects_inside_the_console(client, accounts):
+    response = await sign_in(client, *accounts["staff"], next_url="https://evil.example/")
+    assert response.status_code == 302 and response.headers["location"] == "/console/conversations"
+
+
+async def test_session_expires(console_store, console_settings, accounts, conversations):
+    """A session cookie signed longer ago than CONSOLE_SESSION_MINUTES is refused; the same cookie signed now works."""
+    user = console_store.get_staff_user(accounts["staff"][0])
+
+    def cookie(age_seconds: int) -> str:
+        class Signer(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(time.time()) - age_seconds
+
+        serializer = URLSafeTimedSerializer(
+            console_settings.console_secret, salt="clinicbot.console.session", signer=Signer
+        )
+        return serializer.dumps({"u": user["username"], "c": "token", "f": password_fingerprint(user["password_hash"])})
+
+    app = make_app(console_store, console_settings)
+    for age, expected in ((60, 200), (console_settings.console_session_minutes * 60 + 5, 302)):
+        client = SanicASGITestClient(app)
+        _, response = await client.get("/console/conversations", headers={"Cookie": f"{SessionCodec.COOKIE}={cookie(age)}"})
+        assert response.status_code == expected, age
+
+
+async def test_password_change_ends_sessions(client, console_store):
+    name = "temp-user"
+    if console_store.get_staff_user(name) is None:
+        console_store.create_staff_user(name, hash_password(PASSWORD), "staff")
+    assert (await sign_in(client, name, PASSWORD)).status_code == 302
+    assert (await client.get("/console/queue"))[1].status_code == 200
+    console_store.set_staff_password(name, hash_password("a brand new password"))
+    assert (await client.get("/console/queue"))[1].status_code == 302
+    console_store.delete_staff_user(name)
+
+
+# -- CSRF --------------------------------------------------------------------------------------------
+async def test_sign_in_without_csrf_token_is_forbidden(client, accounts):
+    await client.get("/console/login")
+    _, response = await client.post("/console/login", data={"username": accounts["staff"][0], "password": PASSWORD})
+    assert response.status_code == 403
+
+
+async def test_status_change_without_or_with_wrong_csrf_token_is_forbidden(staff_client, console_store, conversations):
+    item = next(i for i in console_store.queue_items() if i["conversation_id"] == conversations["handoff"])
+    url = f"/console/queue/handoff/{item['id']}/status"
+    _, response = await staff_client.post(url, data={"status": "closed"})
+    assert response.status_code == 403
+    _, response = await staff_client.post(url, data={"status": "closed", "csrf_token": "guessed"})
+    assert response.status_code == 403
+    assert console_store.queue_item("handoff", item["id"])["status"] == item["status"]
+
+
+async def test_sign_out_needs_csrf_token(staff_client):
+    _, response = await staff_client.post("/console/logout", data={})
+    assert response.status_code == 403
+    _, page = await staff_client.get("/console/queue")
+    _, response = await staff_client.post("/console/logout", data={"csrf_token": csrf_from(page.text)})
+    assert response.status_code == 302
+    _, response = await staff_client.get("/console/queue")
+    assert response.status_code == 302
+
+
+# -- rate limit ----------------------------------------------------------------------------------------
+async def test_five_failures_for_a_user_name_then_429_even_with_the_right_password(client, accounts):
+    name = accounts["clinician"][0]
+    for _ in range(5):
+        assert (await sign_in(client, name, "wrong password")).status_code == 401
+    response = await sign_in(client, name, PASSWORD)
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+    # Another user from the same address is not locked out by this.
+    assert (await sign_in(client, accounts["staff"][0], PASSWORD)).status_code == 302
+
+
+async def test_many_failures_from_one_address_then_429(client, accounts):
+    for attempt in range(20):
+        assert (await sign_in(client, f"nobody-{attempt}", "wrong password")).status_code == 401
+    assert (await sign_in(client, accounts["staff"][0], PASSWORD)).status_code == 429
+
+
+# -- pages ---------------------------------------------------------------------------------------------
+async def test_red_flag_filter_page_lists_only_red_flag_conversations(staff_client, conversations):
+    _, response = await staff_client.get("/console/conversations", params={"red_flag": "1"})
+    shown = ids_on_page(response.text)
+    assert {conversations[k] for k in ("booking", "emergency", "urgent")} <= shown
+    assert not {conversations[k] for k in ("helpful", "handoff", "fallback", "negative_feedback")} & shown
+    _, response = await staff_client.get("/console/conversations", params={"handoff": "1"})
+    assert conversations["handoff"] in ids_on_page(response.text)
+    assert conversations["booking"] not in ids_on_page(response.text)
+    _, response = await staff_client.get("/console/conversations", params={"q": "fever", "channel": "rest"})
+    assert conversations["urgent"] in ids_on_page(response.text)
+    _, response = await staff_client.get("/console/conversations", params={"from": "2001-01-01", "to": "2001-01-02"})
+    assert not ids_on_page(response.text)
+    _, response = await staff_client.get("/console/conversations", params={"from": "yesterday"})
+    assert response.status_code == 400
+
+
+async def test_transcript_shows_markup_as_text(staff_client, conversations):
+    _, response = await staff_client.get("/console/transcript", params={"id": conversations["markup"]})
+    assert response.status_code == 200
+    assert "<script>alert" not in response.text and "<b>bold</b>" not in response.text
+    assert "&lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt;" in response.text
+    # The search box echoes the query escaped too.
+    _, response = await staff_client.get("/console/conversations", params={"q": MARKUP})
+    assert "<script>alert" not in response.text and conversations["markup"] in ids_on_page(response.text)
+
+
+async def test_transcript_shows_intent_confidence_and_triage(staff_client, conversations):
+    _, response = await staff_client.get("/console/transcript", params={"id": conversations["emergency"]})
+    html = response.text
+    assert "I can&#39;t feel anything between my legs" in html
+    assert "red_flag_emergency" in html and "1.00" in html
+    assert 'class="badge level-emergency">EMERGENCY' in html
+    assert "<mark>" in html  # the matched words
+    _, response = await staff_client.get("/console/transcript", params={"id": "no-such-conversation"})
+    assert response.status_code == 404
+
+
+async def test_queue_puts_emergency_and_urgent_first(staff_client, conversations):
+    _, response = await staff_client.get("/console/queue", params={"view": "all"})
+    items = re.findall(r'<li class="item( urgent)?" data-item="([a-z]+-\d+)"', response.text)
+    flags = [bool(urgent) for urgent, _ in items]
+    assert flags and flags[0] and flags == sorted(flags, reverse=True)
+
+
+async def test_feedback_and_insight_pages(staff_client, conversations):
+    _, response = await staff_client.get("/console/feedback")
+    assert 'data-topic="back_pain_after_sex_causes"' in response.text
+    _, response = await staff_client.get("/console/insight")
+    assert response.status_code == 200 and "<svg" in response.text and 'class="bar-conversations"' in response.text
+
+
+# -- status changes persist ------------------------------------------------------------------------------
+async def test_status_change_is_stored_with_who_and_when_and_survives_a_new_app(
+    staff_client, console_store, console_settings, accounts, conversations, stack_env
+):
+    from clinicbot.storage import ConsoleStore
+
+    item = next(i for i in console_store.queue_items() if i["conversation_id"] == conversations["urgent"])
+    _, page = await staff_client.get("/console/queue")
+    _, response = await staff_client.post(
+        f"/console/queue/triage/{item['id']}/status",
+        data={"status": "contacted", "csrf_token": csrf_from(page.text), "next": "/console/queue"},
+    )
+    assert response.status_code == 302 and response.headers["location"] == "/console/queue"
+
+    fresh = ConsoleStore(stack_env["DATABASE_URL"])  # a new process would see the same
+    stored = fresh.queue_item("triage", item["id"])
+    assert stored["status"] == "contacted"
+    change = stored["history"][-1]
+    assert (change["old_status"], change["new_status"], change["changed_by"]) == ("new", "contacted", accounts["staff"][0])
+    assert abs(time.time() - change["changed_at"].timestamp()) < 120
+
+    client = SanicASGITestClient(make_app(fresh, console_settings))
+    await sign_in(client, *accounts["clinician"])
+    _, response = await client.get("/console/queue")
+    block = re.search(rf'data-item="triage-{item["id"]}".*?</li>', response.text, re.S).group(0)
+    assert "contacted by <strong>" + accounts["staff"][0] in block
+
+
+async def test_unknown_status_or_item_is_rejected(staff_client):
+    _, page = await staff_client.get("/console/queue")
+    token = csrf_from(page.text)
+    _, response = await staff_client.post("/console/queue/booking/1/status", data={"status": "done", "csrf_token": token})
+    assert response.status_code == 400
+    _, response = await staff_client.post("/console/queue/booking/999999/status", data={"status": "closed", "csrf_token": token})
+    assert response.status_code == 404
