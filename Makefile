@@ -17,7 +17,7 @@ export SQLALCHEMY_SILENCE_UBER_WARNING ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install train run test eval validate benchmark triage-eval clean widget test-channels test-browser
+.PHONY: help install train run test eval validate benchmark clean user migrate retention widget test-channels test-browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,15 @@ eval: train ## NLU quality on the held-out set (never trained on), and triage pr
 
 benchmark: train ## Latency, throughput and cold start of the REST channel (docs/performance.md)
 	$(PY) -m clinicbot.benchmark
+
+user: $(VENV)/.installed ## Create a staff account: make user NAME=alex [ROLE=clinician]
+	$(PY) -m clinicbot.console.users add $(NAME) --role $(or $(ROLE),staff)
+
+migrate: $(VENV)/.installed ## Apply database migrations (Alembic) to DATABASE_URL
+	$(VENV)/bin/alembic upgrade head
+
+retention: $(VENV)/.installed ## Delete conversations inactive for more than RETENTION_DAYS (default 365)
+	$(PY) -m clinicbot.console.retention
 
 clean: ## Remove trained models, results and local databases (keeps the venv)
 	rm -rf models/*.tar.gz results var .rasa
