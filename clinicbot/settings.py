@@ -76,6 +76,9 @@ class Settings:
     slack_signing_secret: Optional[str] = None
     # Token for Rasa's HTTP API and REST channel outside local development.
     rasa_auth_token: Optional[str] = None
+    # The Rasa server's public URL as the widget's browser reaches it (e.g. https://bot.clinic.example).
+    # Unset: the page's own host name on the Rasa port (local development).
+    widget_rasa_url: Optional[str] = None
 
 
 def _default_sqlite_url(filename: str) -> str:
@@ -114,4 +117,5 @@ def load_settings() -> Settings:
         slack_channel=_env("SLACK_CHANNEL"),
         slack_signing_secret=_env("SLACK_SIGNING_SECRET"),
         rasa_auth_token=_env("RASA_AUTH_TOKEN"),
+        widget_rasa_url=_env("WIDGET_RASA_URL"),
     )

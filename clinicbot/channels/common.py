@@ -1,0 +1,141 @@
+"""What every channel of the project shares.
+
+- Project-only keys in a response's `custom` payload (`triage_level`) are for the widget; the messaging apps must
+  never receive them as a message (Rasa's own output channels would post the raw JSON, or crash on socket.io).
+- Numbered options for channels that cannot show a button, and the mapping of a "1"/"2" reply back to the payload.
+  The options are read back from the conversation itself (the last bot messages in the tracker store), so they
+  survive a restart and work with several Rasa instances; nothing is kept in memory.
+- Secret comparison and the 403 every channel gives a request it cannot verify.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from sanic import response
+from sanic.response import HTTPResponse
+
+from clinicbot.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+# Keys of `custom` in domain.yml that describe a message rather than being one.
+PROJECT_CUSTOM_KEYS = frozenset({"triage_level"})
+
+# A numbered reply only counts while the options are recent (Rasa's session_expiration_time is 60 minutes).
+OPTIONS_MAX_AGE_SECONDS = 60 * 60
+
+_NUMBER_REPLY = re.compile(r"^\s*#?\s*(\d{1,2})\s*[.)]?\s*$")
+
+
+def settings() -> Settings:
+    """Read at channel creation (`rasa run` start), so a changed environment needs a restart."""
+    return load_settings()
+
+
+def missing(**values: Optional[str]) -> List[str]:
+    """Names of the settings that are unset, for the 'channel is off' log line."""
+    return [name for name, value in values.items() if not value]
+
+
+def log_channel_state(channel: str, missing_names: Sequence[str], env_names: Dict[str, str]) -> None:
+    if not missing_names:
+        logger.info("%s channel is on.", channel)
+    elif len(missing_names) == len(env_names):
+        logger.info("%s channel is off (no %s set).", channel, " / ".join(env_names.values()))
+    else:
+        logger.warning(
+            "%s channel is OFF: it is only partly configured; missing %s.",
+            channel,
+            ", ".join(env_names[name] for name in missing_names),
+        )
+
+
+def secret_matches(expected: Optional[str], given: Optional[str]) -> bool:
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
+
+
+def forbidden(reason: str) -> HTTPResponse:
+    logger.warning("Rejected a webhook request: %s", reason)
+    return response.text("forbidden", status=403)
+
+
+def message_custom(custom: Any) -> Optional[Dict[str, Any]]:
+    """The part of a `custom` payload a platform should receive, or None when it is only project metadata."""
+    if not isinstance(custom, dict):
+        return custom
+    rest = {key: value for key, value in custom.items() if key not in PROJECT_CUSTOM_KEYS}
+    return rest or None
+
+
+class ProjectCustomMixin:
+    """For output channels: never post `{"triage_level": ...}` to a messaging app."""
+
+    async def send_custom_json(self, recipient_id: str, json_message: Dict[str, Any], **kwargs: Any) -> None:
+        rest = message_custom(json_message)
+        if rest is None:
+            return
+        await super().send_custom_json(recipient_id, rest, **kwargs)  # type: ignore[misc]
+
+
+def numbered_options(text: str, buttons: Iterable[Dict[str, Any]]) -> str:
+    """'Question?\\n\\n1. Book in person\\n2. ...\\nReply with a number.' in ONE message."""
+    lines = [f"{index}. {button.get('title', '')}" for index, button in enumerate(buttons, start=1)]
+    return f"{text.strip()}\n\n" + "\n".join(lines) + "\n\nReply with a number."
+
+
+def choose_option(text: Optional[str], payloads: Sequence[str]) -> Optional[str]:
+    """The payload a reply like '2' or '2.' stands for, or None when it is not one of the numbers offered."""
+    if not text or not payloads:
+        return None
+    match = _NUMBER_REPLY.match(text)
+    if not match:
+        return None
+    index = int(match.group(1))
+    if 1 <= index <= len(payloads):
+        return payloads[index - 1]
+    return None
+
+
+def last_button_payloads(events: Iterable[Any], now: Optional[float] = None) -> List[str]:
+    """Payloads of the buttons on the bot's last message that had any, since the patient last wrote.
+
+    `events` are a tracker's events, oldest first. Options older than OPTIONS_MAX_AGE_SECONDS do not count.
+    """
+    from rasa.shared.core.events import BotUttered, UserUttered
+
+    now = time.time() if now is None else now
+    for event in reversed(list(events)):
+        if isinstance(event, UserUttered):
+            return []
+        if isinstance(event, BotUttered):
+            buttons = (event.data or {}).get("buttons") or (event.data or {}).get("quick_replies")
+            if buttons:
+                if event.timestamp and now - event.timestamp > OPTIONS_MAX_AGE_SECONDS:
+                    return []
+                return [button.get("payload", "") for button in buttons]
+    return []
+
+
+async def resolve_numbered_reply(app: Any, sender_id: str, text: Optional[str]) -> Optional[str]:
+    """Turn '1' into the payload of option 1 of the options last offered to this sender; else return text."""
+    if not text or not _NUMBER_REPLY.match(text):
+        return text
+    agent = getattr(getattr(app, "ctx", None), "agent", None)
+    tracker_store = getattr(agent, "tracker_store", None)
+    if tracker_store is None:
+        return text
+    try:
+        tracker = await tracker_store.retrieve(sender_id)
+    except Exception:  # the tracker store is down: Rasa will fail on this message anyway
+        logger.exception("Could not read the conversation to map a numbered reply")
+        return text
+    if tracker is None:
+        return text
+    payload = choose_option(text, last_button_payloads(tracker.events))
+    return payload or text
