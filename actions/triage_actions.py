@@ -9,6 +9,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import channel_of, latest_triage, user_timestamp
+from clinicbot.booking import asks_a_question
 from clinicbot.storage import default_store
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ class ActionTriageFollowup(Action):
     @staticmethod
     def _faq_answer(tracker: Tracker):
         message = tracker.latest_message or {}
+        # Only a message that asks something gets an article answer after the triage message: a bare
+        # symptom report ("I can't feel anything between my legs") must not be followed by a loosely
+        # related FAQ answer that distracts from the instruction.
+        if not asks_a_question(message.get("text")):
+            return None
         classified = (message.get("triage") or {}).get("classified_intent") or {}
         if classified.get("name") != "faq" or (classified.get("confidence") or 0) < ANSWER_CONFIDENCE:
             return None

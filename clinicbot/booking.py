@@ -1,4 +1,4 @@
-"""Plain functions that read and clean what a patient types into the booking form.
+"""Plain functions that read and clean what patients type (booking form answers, questions).
 
 Kept out of the action classes so they can be tested on their own and reused by the console.
 """
@@ -74,3 +74,21 @@ def parse_visit_type(text: Optional[str]) -> Optional[str]:
 def parse_times(text: Optional[str]) -> Optional[str]:
     times = clean_text(text, 200)
     return times if any(ch.isalnum() for ch in times) else None
+
+
+QUESTION_STARTS = ("why", "what", "how", "when", "where", "which", "who", "is", "are", "can", "could", "should",
+                   "would", "will", "do", "does", "did", "any", "tips")
+QUESTION_PHRASES = ("is it", "is that", "is this", "can i", "should i", "do i", "what can", "what should", "how do",
+                    "how can", "any advice", "any tips", "i wonder", "wondering", "want to know", "wanted to ask",
+                    "like to ask", "like to know")
+
+
+def asks_a_question(text: Optional[str]) -> bool:
+    """Whether a message asks something, besides whatever it reports."""
+    lowered = clean_text(text, 6000).lower()
+    if "?" in lowered:
+        return True
+    words = re.findall(r"[a-z']+", lowered)
+    if words and words[0] in QUESTION_STARTS:
+        return True
+    return any(phrase in lowered for phrase in QUESTION_PHRASES)

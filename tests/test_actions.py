@@ -74,6 +74,14 @@ async def test_triage_followup_records_the_red_flag_and_answers_the_question(sto
     assert "left leg" in recorded["matched"]
 
 
+async def test_triage_followup_gives_no_answer_to_a_bare_symptom_report(store):
+    message = dict(red_flag_message("faq"), text="I can't feel anything between my legs and I can't pee")
+    dispatcher = CollectingDispatcher()
+    await triage_actions.ActionTriageFollowup().run(dispatcher, make_tracker(latest_message=message), DOMAIN)
+    assert dispatcher.messages == []
+    assert len(store.list_triage_events()) == 1
+
+
 @pytest.mark.parametrize("intent, confidence", [("greet", 0.9), ("faq", 0.2), (None, 0.0)])
 async def test_triage_followup_gives_no_answer_when_no_question_was_understood(store, intent, confidence):
     dispatcher = CollectingDispatcher()
@@ -237,3 +245,16 @@ async def test_feedback_is_stored_against_the_topic_just_answered(store, intent,
     await conversation_actions.ActionRecordFeedback().run(dispatcher, tracker, DOMAIN)
     assert responses(dispatcher) == [reply]
     assert store.feedback_by_topic() == [{"topic": "vaginismus", "total": 1, "helpful": int(helpful)}]
+
+
+@pytest.mark.parametrize("text, asks", [
+    ("why does my back hurt after sex", True),
+    ("I get tingling in my left leg after sex, is that normal", True),
+    ("I can't pee and my back hurts. Any advice", True),
+    ("I can't feel anything between my legs and I can't pee", False),
+    ("sex hurts since my baby", False),
+])
+def test_asks_a_question(text, asks):
+    from clinicbot.booking import asks_a_question
+
+    assert asks_a_question(text) is asks
