@@ -49,10 +49,12 @@ class ActionTriageFollowup(Action):
     @staticmethod
     def _faq_answer(tracker: Tracker):
         message = tracker.latest_message or {}
-        # Only a message that asks something gets an article answer after the triage message: a bare
+        # After an emergency instruction, an article answer only if the patient asked a question: a bare
         # symptom report ("I can't feel anything between my legs") must not be followed by a loosely
-        # related FAQ answer that distracts from the instruction.
-        if not asks_a_question(message.get("text")):
+        # related answer that distracts from calling 911. At the other levels a confident answer helps
+        # ("sex has hurt ever since I had my baby" -> the childbirth answer, then the booking offer).
+        triage = message.get("triage") or {}
+        if triage.get("level") == "EMERGENCY" and not asks_a_question(message.get("text")):
             return None
         classified = (message.get("triage") or {}).get("classified_intent") or {}
         if classified.get("name") != "faq" or (classified.get("confidence") or 0) < ANSWER_CONFIDENCE:

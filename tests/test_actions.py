@@ -74,12 +74,20 @@ async def test_triage_followup_records_the_red_flag_and_answers_the_question(sto
     assert "left leg" in recorded["matched"]
 
 
-async def test_triage_followup_gives_no_answer_to_a_bare_symptom_report(store):
+async def test_no_answer_after_an_emergency_unless_the_patient_asked_a_question(store):
     message = dict(red_flag_message("faq"), text="I can't feel anything between my legs and I can't pee")
+    message["triage"] = dict(message["triage"], level="EMERGENCY")
     dispatcher = CollectingDispatcher()
     await triage_actions.ActionTriageFollowup().run(dispatcher, make_tracker(latest_message=message), DOMAIN)
     assert dispatcher.messages == []
     assert len(store.list_triage_events()) == 1
+
+
+async def test_a_confident_answer_follows_a_booking_level_statement(store):
+    message = dict(red_flag_message("faq"), text="sex has hurt ever since I had my baby")
+    dispatcher = CollectingDispatcher()
+    await triage_actions.ActionTriageFollowup().run(dispatcher, make_tracker(latest_message=message), DOMAIN)
+    assert responses(dispatcher) == ["utter_faq/back_pain_after_sex_causes"]
 
 
 @pytest.mark.parametrize("intent, confidence", [("greet", 0.9), ("faq", 0.2), (None, 0.0)])

@@ -41,7 +41,9 @@ def test_out_of_scope_gets_an_honest_reply_not_an_answer(chat, question):
     texts = chat.texts(question)
     assert texts, "no reply"
     assert not any("Source:" in t for t in texts)
-    assert any(("outside what I can help with" in t) or ("not sure I understood" in t) for t in texts)
+    # An honest "outside what I can help with" / "not sure I understood", or what the bot can help with.
+    honest = ("outside what I can help with", "not sure I understood", "I can answer questions about")
+    assert any(phrase in t for t in texts for phrase in honest)
 
 
 def test_done_when_back_pain_question_names_seed_002(chat):
