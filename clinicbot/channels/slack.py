@@ -19,7 +19,6 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from clinicbot.channels.common import (
-    ProjectCustomMixin,
     forbidden,
     log_channel_state,
     message_custom,
