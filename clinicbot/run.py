@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -32,6 +32,25 @@ class Stack:
     ports: Ports
     processes: Dict[str, subprocess.Popen]
     log_dir: Path
+    commands: Dict[str, list] = field(default_factory=dict)
+    environment: Dict[str, str] = field(default_factory=dict)
+
+    def stop_process(self, name: str) -> None:
+        """Stop one part (tests use it to take the action server away)."""
+        process = self.processes[name]
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    def start_process(self, name: str) -> None:
+        log = self.log_dir / f"{name}-restarted.log"
+        self.processes[name] = subprocess.Popen(
+            self.commands[name], cwd=PROJECT_ROOT, env=self.environment, stdout=open(log, "w"), stderr=subprocess.STDOUT
+        )
+        if name == "actions":
+            _wait_for(f"http://localhost:{self.ports.actions}/health", self.processes[name], "action server", 120, log)
 
     @property
     def rasa_url(self) -> str:
@@ -102,7 +121,7 @@ def start_stack(
         commands["web"] = [sys.executable, "-m", "clinicbot.web", "--port", str(ports.web), "--rasa-port", str(ports.rasa)]
 
     processes: Dict[str, subprocess.Popen] = {}
-    stack = Stack(ports=ports, processes=processes, log_dir=log_dir)
+    stack = Stack(ports=ports, processes=processes, log_dir=log_dir, commands=commands, environment=environment)
     try:
         for name, command in commands.items():
             log = log_dir / f"{name}.log"

@@ -195,3 +195,16 @@ def test_asking_for_a_person_flags_the_conversation(chat, stack_store):
     with stack_store.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT conversation_id FROM handoffs").all()
     assert (chat.sender,) in [tuple(r) for r in rows]
+
+
+def test_emergency_advice_and_answers_survive_an_action_server_that_is_down(stack, chat):
+    stack.stop_process("actions")
+    try:
+        texts = chat.texts("I can't feel anything between my legs and I can't pee")
+        assert "call 911" in texts[0]
+        answer = chat.texts("what is vaginismus")
+        assert any("Source:" in t for t in answer)
+    finally:
+        stack.start_process("actions")
+    # and the bot is whole again afterwards
+    assert "flagged this conversation" in chat.texts("can I talk to a real person")[0]
