@@ -139,6 +139,8 @@ class RedFlagTriage:
                     requires.append((1, list(entry)))
             self.rules.append(_Rule(name=rule["name"], level=rule["level"], requires=requires))
         self._check_references(config)
+        # Built once: the spelling correction looks words up in it for every unknown token of every message.
+        self._frozen_vocabulary = frozenset(self.vocabulary)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -259,7 +261,7 @@ class RedFlagTriage:
         return self._correct_spelling(lower) or lower
 
     def _correct_spelling(self, word: str) -> Optional[str]:
-        return _closest(word, frozenset(self.vocabulary))
+        return _closest(word, self._frozen_vocabulary)
 
     @staticmethod
     def _valid(doc, term: str, start: int, end: int) -> bool:
@@ -443,7 +445,7 @@ def _number_value(word: str) -> Optional[int]:
 
 
 @lru_cache(maxsize=4096)
-def _closest_cached(word: str, vocabulary: frozenset) -> Optional[str]:
+def _closest(word: str, vocabulary: frozenset) -> Optional[str]:
     from spacy.matcher.levenshtein import levenshtein
 
     if len(word) < 6 or not word.isalpha():
@@ -457,10 +459,6 @@ def _closest_cached(word: str, vocabulary: frozenset) -> Optional[str]:
         if distance <= allowed and (best is None or (distance, candidate) < best):
             best = (distance, candidate)
     return best[1] if best else None
-
-
-def _closest(word: str, vocabulary: frozenset) -> Optional[str]:
-    return _closest_cached(word, vocabulary)
 
 
 _LEMMA_CACHE: Dict[str, Set[str]] = {}
