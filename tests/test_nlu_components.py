@@ -1,8 +1,11 @@
 """Unit tests of the custom NLU components, on the real MiniLM weights (no trained Rasa model needed)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
 from rasa.shared.nlu.constants import INTENT, TEXT
@@ -13,6 +16,25 @@ from clinicbot.nlu_sentence_embeddings import MeanPooledLanguageModelFeaturizer,
 from clinicbot.offline_models import minilm_model_path
 
 HIDDEN = 384  # all-MiniLM-L6-v2
+ROOT = Path(__file__).parent.parent
+
+
+def examples(path: Path) -> list:
+    """(label, lower-cased text) of every example in a Rasa NLU YAML file."""
+    blocks = yaml.safe_load(path.read_text(encoding="utf-8")).get("nlu") or []
+    return [(block["intent"], line.strip()[2:].strip().lower())
+            for block in blocks if "examples" in block
+            for line in block["examples"].splitlines() if line.strip().startswith("- ")]
+
+
+def test_the_held_out_set_is_never_trained_on_and_big_enough():
+    held_out = examples(ROOT / "tests" / "nlu" / "holdout.yml")
+    training = {text for path in (ROOT / "data" / "nlu").glob("*.yml") for _, text in examples(path)}
+    assert [text for _, text in held_out if text in training] == []
+    faq = [label for label, _ in held_out if label.startswith("faq/")]
+    assert len(faq) >= 150
+    topics = {label for label, _ in examples(ROOT / "data" / "nlu" / "faq.yml")}
+    assert {label: faq.count(label) for label in topics if faq.count(label) < 5} == {}
 
 
 @pytest.fixture(scope="module")
