@@ -208,3 +208,16 @@ def test_emergency_advice_and_answers_survive_an_action_server_that_is_down(stac
         stack.start_process("actions")
     # and the bot is whole again afterwards
     assert "flagged this conversation" in chat.texts("can I talk to a real person")[0]
+
+
+def test_off_topic_reply_offers_the_clinic_and_the_button_gives_its_contact(new_chat):
+    # Clinic admin questions (insurance, prices, parking) are off-topic for the bot but not for the patient.
+    from clinicbot.settings import load_settings
+
+    patient = new_chat()
+    replies = patient.say("what's the capital of peru")
+    buttons = [button for message in replies for button in message.get("buttons", [])]
+    talk = [button for button in buttons if button["title"] == "Talk to the clinic"]
+    assert talk, replies
+    contact = " ".join(patient.texts(talk[0]["payload"]))
+    assert load_settings().clinic.phone in contact
