@@ -1,13 +1,15 @@
 """`make eval`: NLU quality on the held-out set and triage precision/recall per level.
 
     python -m clinicbot.evaluation nlu results/nlu   # summarise `rasa test nlu` reports
-    python -m clinicbot.evaluation triage            # triage on the labelled and the independent holdout set
+    python -m clinicbot.evaluation triage            # triage on the blind set (both halves) and the older sets
+    python -m clinicbot.evaluation triage --half dev # only the development half of the blind set
     python -m clinicbot.evaluation thresholds MODEL  # tune the unsure-answer fallback threshold
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterable, List, Tuple
@@ -17,10 +19,105 @@ import yaml
 from clinicbot.settings import PROJECT_ROOT
 from clinicbot.triage import LEVELS
 
+TRIAGE_DIR = PROJECT_ROOT / "tests" / "triage"
+# Written in session 1; the rules were tuned on both, so they measure memory, not generalisation.
 TRIAGE_SETS = {
-    "labelled (development)": PROJECT_ROOT / "tests" / "triage" / "labelled_messages.yml",
-    "holdout (independent)": PROJECT_ROOT / "tests" / "triage" / "holdout_messages.yml",
+    "labelled (tuned on)": TRIAGE_DIR / "labelled_messages.yml",
+    "holdout (tuned on)": TRIAGE_DIR / "holdout_messages.yml",
 }
+# The blind set (tests/triage/blind/README.md): "dev" may be studied, "test" is scored once per change.
+BLIND_DIR = TRIAGE_DIR / "blind"
+BLIND_HALVES = ("dev", "test")
+RANK = {level: rank for rank, level in enumerate(reversed(LEVELS))}  # NONE=0 ... EMERGENCY=3
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.96) -> Tuple[float, float]:
+    """95% Wilson score interval of a proportion (sound at 0% and 100%, unlike the normal approximation)."""
+    if total == 0:
+        return 0.0, 1.0
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _rate(successes: int, total: int) -> str:
+    low, high = wilson_interval(successes, total)
+    share = successes / total if total else 0.0
+    return f"{share:.1%} ({successes}/{total}, 95% CI {low:.0%}-{high:.0%})"
+
+
+def blind_message_report(items: List[Dict], predict) -> List[str]:
+    """The issue's targets on single messages: care at or above the needed level, and false alarms on NONE."""
+    predicted = [predict(item["text"]) for item in items]
+    pairs = list(zip((item["level"] for item in items), predicted))
+    lines = [f"{len(items)} messages"]
+    for level, what in (("EMERGENCY", "EMERGENCY recall"), ("URGENT", "URGENT-or-higher on URGENT"),
+                        ("BOOKING", "BOOKING-or-higher on BOOKING")):
+        group = [p for e, p in pairs if e == level]
+        enough = sum(1 for p in group if RANK[p] >= RANK[level])
+        lines.append(f"- {what}: {_rate(enough, len(group))}")
+    calm = [p for e, p in pairs if e == "NONE"]
+    alarms = sum(1 for p in calm if p in ("URGENT", "EMERGENCY"))
+    lines.append(f"- urgent/emergency false alarms on NONE: {_rate(alarms, len(calm))}")
+    lines.append(f"- any red flag on NONE: {_rate(sum(1 for p in calm if p != 'NONE'), len(calm))}")
+    lines.append(f"- exact level: {_rate(sum(e == p for e, p in pairs), len(pairs))}")
+    scores = per_level_scores(pairs)
+    lines.append("| level | precision | recall | support |")
+    lines.append("|---|---|---|---|")
+    for level in LEVELS:
+        s = scores[level]
+        lines.append(f"| {level} | {s['precision']:.1%} | {s['recall']:.1%} | {int(s['support'])} |")
+    errors = Counter((e, p) for e, p in pairs if e != p)
+    if errors:
+        lines.append("confusions (expected -> predicted): " + ", ".join(f"{e}->{p} x{n}" for (e, p), n in errors.most_common()))
+    return lines
+
+
+def blind_conversation_report(conversations: List[Dict], predict_turns) -> List[str]:
+    """Per-turn levels; whether the emergency advice comes at the turn where the emergency becomes clear."""
+    turns_total = turns_right = turns_safe = 0
+    emergency_convs = emergency_on_time = whole_right = 0
+    for conversation in conversations:
+        expected = [turn["level"] for turn in conversation["turns"]]
+        predicted = predict_turns([turn["text"] for turn in conversation["turns"]])
+        turns_total += len(expected)
+        turns_right += sum(e == p for e, p in zip(expected, predicted))
+        turns_safe += sum(RANK[p] >= RANK[e] for e, p in zip(expected, predicted))
+        whole_right += all(e == p for e, p in zip(expected, predicted))
+        if "EMERGENCY" in expected:
+            emergency_convs += 1
+            first = expected.index("EMERGENCY")
+            emergency_on_time += predicted[first] == "EMERGENCY"
+    return [
+        f"{len(conversations)} conversations, {turns_total} turns",
+        f"- emergency advice at the turn it becomes clear: {_rate(emergency_on_time, emergency_convs)}",
+        f"- turns at the exact level: {_rate(turns_right, turns_total)}",
+        f"- turns at or above the needed level: {_rate(turns_safe, turns_total)}",
+        f"- conversations right at every turn: {_rate(whole_right, len(conversations))}",
+    ]
+
+
+def blind_report(halves=BLIND_HALVES) -> str:
+    from clinicbot.triage import default_triage
+
+    triage = default_triage()
+    lines: List[str] = []
+    for half in halves:
+        messages = yaml.safe_load((BLIND_DIR / f"{half}_messages.yml").read_text(encoding="utf-8"))
+        conversations = yaml.safe_load((BLIND_DIR / f"{half}_conversations.yml").read_text(encoding="utf-8"))
+        lines.append(f"\nBlind set, {half} half: single messages")
+        lines += blind_message_report(messages, lambda text: triage.assess(text).level)
+        lines.append(f"\nBlind set, {half} half: conversations")
+        lines += blind_conversation_report(conversations, lambda texts: conversation_levels(triage, texts))
+    return "\n".join(lines)
+
+
+def conversation_levels(triage, texts: List[str]) -> List[str]:
+    """The level the bot acts on at each turn: the conversation's, where the triage has one."""
+    if hasattr(triage, "assess_conversation"):
+        return [result.level for result in triage.assess_conversation(texts)]
+    return [triage.assess(text).level for text in texts]  # per-message triage (before session 3)
 
 
 def per_level_scores(pairs: Iterable[Tuple[str, str]]) -> Dict[str, Dict[str, float]]:
@@ -134,7 +231,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     nlu = sub.add_parser("nlu")
     nlu.add_argument("results", type=Path)
-    sub.add_parser("triage")
+    triage = sub.add_parser("triage")
+    triage.add_argument("--half", choices=BLIND_HALVES, action="append", help="blind half to score (default: both)")
     thresholds = sub.add_parser("thresholds")
     thresholds.add_argument("model", type=Path)
     args = parser.parse_args()
@@ -143,6 +241,7 @@ def main() -> None:
     elif args.command == "thresholds":
         print(threshold_report(args.model))
     else:
+        print(blind_report(tuple(args.half or BLIND_HALVES)))
         print(triage_report())
 
 
