@@ -1,18 +1,29 @@
-"""Red-flag triage: deterministic, explainable screening of one patient message.
+"""Red-flag triage: explainable screening of a patient's messages, one at a time and as a conversation.
 
 The rules live in data/triage/red_flags.yml (terms -> findings -> rules -> level); this module only
 knows how to apply them. spaCy does the language work: tokens, lemmas (legs -> leg, tingles -> tingle),
-sentences, the Matcher over our own normalised word forms, and Levenshtein distance for misspellings.
+sentences, the dependency parse, the Matcher over our own normalised word forms, and Levenshtein
+distance for misspellings.
 
 Decision per message:
-1. every term phrase is matched on normalised word forms; a match inside a longer match is dropped;
-2. each match gets an assertion status from the words around it in its sentence:
-   affirmed, negated ("no numbness"), hypothetical ("what if I had numbness") or resolved ("used to");
-3. a finding holds when all its terms occur affirmed in one sentence;
-4. rules combine findings over the whole message; the highest level wins.
+1. the text is normalised: ALL CAPS lowered, text-speak and missing apostrophes written out (the rules
+   file's `normalise` list), so "CANT PEE", "cant pee" and "can't pee" are one phrase;
+2. every term phrase is matched on normalised word forms; a match inside a longer match is dropped;
+3. each match gets an assertion status from the words around it in its sentence: affirmed, negated
+   ("no numbness"; a negation counts only where the parse attaches it to the symptom or its own verb,
+   and two negations cancel: "I can't say I don't feel numb"), hypothetical ("what if I had numbness")
+   or resolved ("used to");
+4. a finding holds, with a status, when all its terms occur in one sentence (the lexicon detector);
+   the semantic detector (clinicbot/triage_semantic.py) raises findings from clauses that read like a
+   clinician-reviewed example phrase (data/triage/exemplars.yml), catching wording nobody listed;
+5. rules combine the present findings; the highest level wins.
+
+Decision per conversation: each message's findings, with their status and turn, accumulate; a later
+mention that negates or resolves a finding retracts it; the rules run over what is present now.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,8 +43,20 @@ SENTENCE_PUNCT = {".", "!", "?", ";"}
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
                 "nine": 9, "ten": 10, "a": 1, "an": 1, "couple": 2}
 
-# Assertion statuses of a matched term.
+# Assertion statuses of a matched term, and of a finding.
 AFFIRMED, NEGATED, HYPOTHETICAL, RESOLVED = "affirmed", "negated", "hypothetical", "resolved"
+# Which non-affirmed status a finding takes when its terms disagree: an explicit "no" is the strongest.
+STATUS_STRENGTH = (NEGATED, RESOLVED, HYPOTHETICAL)
+# A later turn that says this about a finding retracts it; a hypothetical question does not.
+RETRACTING = {NEGATED, RESOLVED}
+LEXICON, SEMANTIC = "lexicon", "semantic"
+# "no feeling", "no control": the symptom, not its denial ("no matter how hard I push": neither).
+# "I haven't lost/wet/leaked", "it isn't numb": a denial. "I've never had that before" is no denial either.
+NOT_DENIED_AFTER_NO = {"feeling", "sensation", "control", "urge", "strength", "warning", "idea", "matter", "way"}
+DENYING_VERBS = {"have", "be", "lose", "wet", "leak"}
+# The dependency relations through which a negation on the main verb does not reach a symptom in a
+# subordinate clause: "I didn't realise I'd wet the bed" reports wetting the bed.
+CLAUSAL_DEPS = {"ccomp", "advcl", "xcomp", "csubj", "relcl", "acl", "parataxis"}
 
 
 @dataclass(frozen=True)
@@ -47,12 +70,40 @@ class TermMatch:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One finding in one message: what, with which status, in which words, found by which detector."""
+
+    name: str
+    status: str
+    words: str
+    detector: str = LEXICON
+    turn: int = 0
+    score: Optional[float] = None  # the semantic detector's similarity to its closest example phrase
+    span: Tuple[int, int] = field(default=(0, 0), compare=False)  # token span in its message (not stored)
+
+    def as_dict(self) -> Dict[str, Any]:
+        data = {"name": self.name, "status": self.status, "words": self.words, "detector": self.detector,
+                "turn": self.turn}
+        if self.score is not None:
+            data["score"] = round(self.score, 3)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], turn: Optional[int] = None) -> "Finding":
+        return cls(name=data["name"], status=data["status"], words=data.get("words", ""),
+                   detector=data.get("detector", LEXICON), turn=data.get("turn", 0) if turn is None else turn,
+                   score=data.get("score"))
+
+
+@dataclass(frozen=True)
 class TriageResult:
     level: str
     rules: Tuple[str, ...] = ()
     matched: Tuple[str, ...] = ()  # the patient's words behind the decision
-    findings: Tuple[str, ...] = ()
+    findings: Tuple[str, ...] = ()  # the findings the winning rules used
     suppressed: Tuple[str, ...] = ()  # alarming words that did not count, with why ("numbness: negated")
+    # Every finding seen, with status, detector and turn: what the conversation carries forward.
+    details: Tuple[Finding, ...] = ()
 
     @property
     def rule(self) -> Optional[str]:
@@ -66,6 +117,7 @@ class TriageResult:
             "matched": list(self.matched),
             "findings": list(self.findings),
             "suppressed": list(self.suppressed),
+            "details": [finding.as_dict() for finding in self.details],
         }
 
 
@@ -88,13 +140,15 @@ class _Cues:
 class RedFlagTriage:
     """Applies the rules file to text. Build once (loading spaCy takes a second); `assess` is thread-safe."""
 
-    def __init__(self, nlp, config: Dict[str, Any]) -> None:
+    def __init__(self, nlp, config: Dict[str, Any], semantic=None) -> None:
         from spacy.matcher import Matcher
         from spacy.tokens import Token
 
         if not Token.has_extension(CANON_ATTR):
             Token.set_extension(CANON_ATTR, default=None)
         self.nlp = nlp
+        self.semantic = semantic  # clinicbot.triage_semantic.SemanticFindingDetector, or None: lexicon only
+        self.normaliser = TextNormaliser(config.get("normalise") or {})
         self.spellings = {k.lower(): str(v).lower() for k, v in (config.get("spellings") or {}).items()}
         self.vocabulary: Set[str] = set()
 
@@ -144,13 +198,24 @@ class RedFlagTriage:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def load(cls, rules_path: Path = DEFAULT_RULES_PATH, nlp=None) -> "RedFlagTriage":
+    def load(cls, rules_path: Path = DEFAULT_RULES_PATH, nlp=None, semantic: bool = True) -> "RedFlagTriage":
+        """The rules file, spaCy and (unless semantic=False) the MiniLM example-phrase detector."""
         if nlp is None:
             from clinicbot.offline_models import load_english
 
             nlp = load_english()
         config = yaml.safe_load(Path(rules_path).read_text(encoding="utf-8"))
-        return cls(nlp, config)
+        detector = None
+        if semantic:
+            from clinicbot.triage_semantic import SemanticFindingDetector
+
+            detector = SemanticFindingDetector.load()
+        triage = cls(nlp, config, semantic=detector)
+        if detector is not None:
+            unknown = set(detector.finding_names) - set(triage.findings)
+            if unknown:
+                raise ValueError(f"data/triage/exemplars.yml names findings the rules do not have: {sorted(unknown)}")
+        return triage
 
     def _check_references(self, config: Dict[str, Any]) -> None:
         for name, alternatives in self.findings.items():
@@ -217,13 +282,74 @@ class RedFlagTriage:
         return groups
 
     # -- assessment ---------------------------------------------------------------------------
-    def assess(self, text: str) -> TriageResult:
+    def assess(self, text: str, turn: int = 0) -> TriageResult:
         text = (text or "").strip()
         if not text:
             return TriageResult(level="NONE")
-        return self.assess_doc(self.nlp(_normalise_text(text)))
+        return self.assess_doc(self.nlp(self.normaliser(text)), turn=turn)
 
-    def assess_doc(self, doc) -> TriageResult:
+    def assess_conversation(self, texts: Sequence[str]) -> List[TriageResult]:
+        """The conversation's result after each message (what the bot acts on at that turn)."""
+        turns: List[List[Finding]] = []
+        results = []
+        for turn, text in enumerate(texts):
+            turns.append(list(self.assess(text, turn=turn).details))
+            results.append(self.combine(turns))
+        return results
+
+    def combine(self, turns: Sequence[Sequence[Finding]]) -> TriageResult:
+        """Accumulate findings over turns and decide. A later negated or resolved mention retracts a finding.
+
+        Within a turn a present mention wins over a negated one (the lexicon and the semantic detector
+        may disagree about one clause; a missed emergency costs more than a false alarm).
+        """
+        state: Dict[str, Finding] = {}
+        for findings in turns:
+            this_turn: Dict[str, Finding] = {}
+            for finding in findings:
+                current = this_turn.get(finding.name)
+                if finding.status == AFFIRMED or finding.status in RETRACTING and (current is None or current.status != AFFIRMED):
+                    this_turn[finding.name] = finding
+            state.update(this_turn)
+        present = {name: [finding] for name, finding in state.items() if finding.status == AFFIRMED}
+        history = tuple(finding for findings in turns for finding in findings)
+        result = self.decide(present)
+        return TriageResult(level=result.level, rules=result.rules, matched=result.matched, findings=result.findings,
+                            suppressed=tuple(f"{f.words}: {f.status}" for f in history if f.status != AFFIRMED),
+                            details=history)
+
+    def decide(self, present: Dict[str, List[Finding]]) -> TriageResult:
+        """The rules over present findings (name -> the mentions that show it); the highest level wins."""
+        fired: List[Tuple[_Rule, List[Finding], List[str]]] = []
+        for rule in self.rules:
+            evidence: List[Finding] = []
+            used: List[str] = []
+            for at_least, names in rule.requires:
+                found = [name for name in names if name in present]
+                # "Two signs" means two different things the patient said, not one clause read two ways.
+                said = {finding.words for name in found for finding in present[name]}
+                if len(found) < at_least or len(said) < at_least:
+                    break
+                used.extend(found)
+                for name in found:
+                    evidence.extend(present[name])
+            else:
+                fired.append((rule, evidence, used))
+        if not fired:
+            return TriageResult(level="NONE")
+        top = max(LEVEL_RANK[rule.level] for rule, _, _ in fired)
+        winners = [(rule, evidence, used) for rule, evidence, used in fired if LEVEL_RANK[rule.level] == top]
+        matched: List[str] = []
+        used_findings: List[str] = []
+        for _, evidence, used in winners:
+            for finding in evidence:
+                if finding.words not in matched:
+                    matched.append(finding.words)
+            used_findings.extend(name for name in used if name not in used_findings)
+        return TriageResult(level=winners[0][0].level, rules=tuple(rule.name for rule, _, _ in winners),
+                            matched=tuple(matched), findings=tuple(used_findings))
+
+    def assess_doc(self, doc, turn: int = 0) -> TriageResult:
         for token in doc:
             token._.set(CANON_ATTR, self._canon(token))
         sentence_of = _sentence_index(doc)
@@ -243,12 +369,25 @@ class RedFlagTriage:
                 end=end,
                 text=doc[start:end].text,
                 sentence=sentence_of[start],
-                status=self._status(start, end, sentence_of, cues, informational),
+                status=self._status(doc, start, end, sentence_of, cues, informational),
             )
             for term, start, end in kept
         ]
-        findings = self._findings(terms)
-        return self._decide(findings, terms)
+        details, denied = self._findings(terms, turn)
+        if self.semantic is not None:
+            for finding in self.semantic.detect(doc, self._semantic_status(doc, sentence_of, cues, informational), turn):
+                # Where the word list read the same words as negated, resolved or hypothetical, it wins: it
+                # read the words; the sentence vector barely sees "no" ("no numbness down there").
+                if finding.status == AFFIRMED and any(
+                    name == finding.name and start < finding.span[1] and finding.span[0] < end
+                    for name, start, end in denied
+                ):
+                    continue
+                details.append(finding)
+        result = self.combine([details])
+        suppressed = tuple(sorted({f"{m.text}: {m.status}" for m in terms if m.status != AFFIRMED}))
+        return TriageResult(level=result.level, rules=result.rules, matched=result.matched, findings=result.findings,
+                            suppressed=suppressed, details=tuple(details))
 
     def _canon(self, token) -> str:
         lower = self.spellings.get(token.lower_, token.lower_)
@@ -265,10 +404,19 @@ class RedFlagTriage:
 
     @staticmethod
     def _valid(doc, term: str, start: int, end: int) -> bool:
-        """Durations of under three days are not 'more than a few days'; 'eight months ago' is no duration."""
+        """Numbers that decide whether a match counts.
+
+        Durations of under three days are not 'more than a few days'; 'eight months ago' is no duration;
+        an age counts only from 50 ("I'm 58", "52 m"), not "I'm 7 weeks pregnant".
+        """
+        span = doc[start:end]
+        if term == "age":
+            values = [_number_value(token.lower_) for token in span]
+            following = doc[end].lower_ if end < len(doc) else ""
+            return any(v is not None and 50 <= v <= 110 for v in values) and following not in {
+                "weeks", "week", "days", "day", "months", "kg", "kilos", "lbs", "pounds", "%", "minutes", "hours"}
         if term != "persistent":
             return True
-        span = doc[start:end]
         if end < len(doc) and doc[end].lower_ == "ago":
             return False
         if not any(token.lower_.startswith("day") for token in span):
@@ -312,7 +460,7 @@ class RedFlagTriage:
                 informational.add(sentence)
         return informational
 
-    def _status(self, start: int, end: int, sentence_of: List[int], cues, informational: Set[int]) -> str:
+    def _status(self, doc, start: int, end: int, sentence_of: List[int], cues, informational: Set[int]) -> str:
         sentence = sentence_of[start]
         if sentence in informational:
             return HYPOTHETICAL
@@ -333,71 +481,141 @@ class RedFlagTriage:
             for s, e in cues["RESOLVED_AFTER"]
         ):
             return RESOLVED
-        if before("NEGATION", self.negation_window):
+        negations = [
+            (s, e) for s, e in cues["NEGATION"]
+            if e <= start and s >= clause_start and start - e <= self.negation_window and sentence_of[s] == sentence
+        ]
+        if negations and any(_negation_reaches(doc, s, e, start, end) for s, e in negations):
             return NEGATED
         if before("HYPOTHETICAL", self.hypothetical_window):
             return HYPOTHETICAL
         return AFFIRMED
 
-    def _findings(self, terms: Sequence[TermMatch]) -> Dict[str, List[TermMatch]]:
-        """Finding name -> the affirmed term matches that make it hold."""
+    def _findings(self, terms: Sequence[TermMatch], turn: int) -> Tuple[List[Finding], List[Tuple[str, int, int]]]:
+        """Each finding whose terms all occur in one sentence, with the status those mentions give it.
+
+        Also returns the token spans of the findings that are there but not affirmed (name, start, end).
+        """
         by_sentence: Dict[int, Dict[str, List[TermMatch]]] = {}
         for match in terms:
-            if match.status == AFFIRMED or (match.status == RESOLVED and match.term in self.past_counts):
-                by_sentence.setdefault(match.sentence, {}).setdefault(match.term, []).append(match)
-        found: Dict[str, List[TermMatch]] = {}
+            status = AFFIRMED if match.status == RESOLVED and match.term in self.past_counts else match.status
+            by_sentence.setdefault(match.sentence, {}).setdefault(match.term, []).append(
+                TermMatch(match.term, match.start, match.end, match.text, match.sentence, status))
+        found: List[Finding] = []
+        denied: List[Tuple[str, int, int]] = []
         for name, alternatives in self.findings.items():
             for sentence_terms in by_sentence.values():
                 for alternative in alternatives:
-                    if all(term in sentence_terms for term in alternative):
-                        evidence = found.setdefault(name, [])
-                        for term in alternative:
-                            evidence.extend(sentence_terms[term])
-        return found
+                    if not all(term in sentence_terms for term in alternative):
+                        continue
+                    mentions = [m for term in alternative for m in sentence_terms[term]]
+                    affirmed = [m for m in mentions if m.status == AFFIRMED]
+                    if all(any(m.status == AFFIRMED for m in sentence_terms[term]) for term in alternative):
+                        status, shown = AFFIRMED, affirmed
+                    else:
+                        status = next(st for st in STATUS_STRENGTH if any(m.status == st for m in mentions))
+                        shown = mentions
+                    words = " ... ".join(m.text for m in sorted(shown, key=lambda m: m.start))
+                    found.append(Finding(name=name, status=status, words=words, detector=LEXICON, turn=turn))
+                    if status != AFFIRMED:
+                        denied.append((name, min(m.start for m in mentions), max(m.end for m in mentions)))
+        return found, denied
 
-    def _decide(self, findings: Dict[str, List[TermMatch]], terms: Sequence[TermMatch]) -> TriageResult:
-        fired: List[Tuple[_Rule, List[TermMatch], List[str]]] = []
-        for rule in self.rules:
-            evidence: List[TermMatch] = []
-            used: List[str] = []
-            for at_least, names in rule.requires:
-                present = [name for name in names if name in findings]
-                if len(present) < at_least:
-                    break
-                used.extend(present)
-                for name in present:
-                    evidence.extend(findings[name])
-            else:
-                fired.append((rule, evidence, used))
-        suppressed = tuple(
-            sorted({f"{m.text}: {m.status}" for m in terms if m.status != AFFIRMED})
-        )
-        if not fired:
-            return TriageResult(level="NONE", suppressed=suppressed)
-        top = max(LEVEL_RANK[rule.level] for rule, _, _ in fired)
-        winners = [(rule, evidence, used) for rule, evidence, used in fired if LEVEL_RANK[rule.level] == top]
-        matched: List[str] = []
-        seen_spans: Set[Tuple[int, int]] = set()
-        for _, evidence, _ in winners:
-            for match in sorted(evidence, key=lambda m: m.start):
-                if (match.start, match.end) not in seen_spans:
-                    seen_spans.add((match.start, match.end))
-                    matched.append(match.text)
-        used_findings: List[str] = []
-        for _, _, used in winners:
-            used_findings.extend(name for name in used if name not in used_findings)
-        return TriageResult(
-            level=winners[0][0].level,
-            rules=tuple(rule.name for rule, _, _ in winners),
-            matched=tuple(matched),
-            findings=tuple(used_findings),
-            suppressed=suppressed,
-        )
+    def _semantic_status(self, doc, sentence_of: List[int], cues, informational: Set[int]):
+        """The status of a clause the semantic detector matched, from the lexicon's cues and the parse.
+
+        Many symptoms are themselves negative ("didn't feel it happen", "can't get it started", "no feeling",
+        "leaked without noticing", "never happened before"), so a negation only counts when it denies having
+        the thing: "no" before an ordinary noun ("no numbness", "no trouble peeing") or a "not" on have, be,
+        lose, wet or leak ("I haven't lost control", "it's not numb").
+        """
+        def status(start: int, end: int) -> str:
+            sentence = sentence_of[start]
+            if sentence in informational:
+                return HYPOTHETICAL
+            inside = lambda kind: any(start <= s and e <= end for s, e in cues[kind])  # noqa: E731
+            if inside("RESOLVED_BEFORE") or inside("RESOLVED_AFTER"):
+                return RESOLVED
+            if inside("HYPOTHETICAL"):
+                return HYPOTHETICAL
+            for token in doc[start:end]:
+                if token.lower_ == "no" and token.head.lemma_.lower() not in NOT_DENIED_AFTER_NO:
+                    return NEGATED
+                if token.dep_ == "neg" and token.lower_ != "never" and token.head.lemma_.lower() in DENYING_VERBS:
+                    return NEGATED
+            return AFFIRMED
+
+        return status
 
 
-def _normalise_text(text: str) -> str:
-    # Curly apostrophes from phones ("can’t") tokenise like straight ones only after this.
-    return text.replace("\u2019", "'").replace("\u2018", "'")
+class TextNormaliser:
+    """Writing style out of the way before matching: phones' curly apostrophes, ALL CAPS, text-speak.
+
+    spaCy already splits "cant"/"dont"/"im" like "can't"/"don't"/"I'm", but only in lower case, and its
+    lemmas and parse of shouted text are poor, so mostly-capital messages are lowered. Text-speak and
+    shorthand ("u", "rn", "2day", "w/o", "wks") come from the rules file's `normalise` list.
+    """
+
+    def __init__(self, words: Dict[str, str]) -> None:
+        self.words = {str(k).lower(): str(v) for k, v in words.items()}
+        if self.words:
+            alternatives = "|".join(re.escape(k) for k in sorted(self.words, key=len, reverse=True))
+            self._pattern = re.compile(rf"(?<![\w/])({alternatives})(?![\w/])", re.IGNORECASE)
+        else:
+            self._pattern = None
+
+    def __call__(self, text: str) -> str:
+        text = text.replace("\u2019", "'").replace("\u2018", "'")
+        letters = [c for c in text if c.isalpha()]
+        if len(letters) >= 6 and sum(c.isupper() for c in letters) / len(letters) > 0.6:
+            text = text.lower()
+        text = _SHORTHAND_DURATION.sub(lambda m: f"{m.group(1)} {_SHORTHAND_UNITS[m.group(2)]}", text)
+        if self._pattern is not None:
+            text = self._pattern.sub(lambda m: self.words[m.group(1).lower()], text)
+        return text
+
+
+# Clinicians' and some patients' shorthand for durations: 2/52 = two weeks, 3/12 = three months, 5/7 = five days.
+_SHORTHAND_DURATION = re.compile(r"\b(\d{1,2})/(52|12|7)\b")
+_SHORTHAND_UNITS = {"52": "weeks", "12": "months", "7": "days"}
+
+
+def _negation_reaches(doc, cue_start: int, cue_end: int, start: int, end: int) -> bool:
+    """Does the negation cue doc[cue_start:cue_end] negate the symptom doc[start:end]? Read off the parse.
+
+    It does when it attaches to the symptom, to a word the symptom is coordinated with ("no numbness or
+    tingling"), or to the verb that governs the symptom in the same clause ("I don't have numbness").
+    It does not reach into a subordinate clause ("I didn't realise I'd wet myself"), and a second
+    negation above it cancels it ("I can't say I don't feel numb").
+    """
+    cue = doc[cue_end - 1] if doc[cue_start].dep_ != "neg" else doc[cue_start]
+    if cue.lower_ in {"without", "nor", "neither"} or cue_end - cue_start > 1:
+        return True  # prepositions and multi-word cues ("free of", "negative for") are reliable as written
+    root = doc[start]
+    for token in doc[start:end]:
+        if not (start <= token.head.i < end):
+            root = token
+            break
+    # Climb from the symptom through coordination and nominal attachments to its governing word.
+    governors = {root.i}
+    node = root
+    while node.dep_ in {"conj", "appos", "compound", "amod", "pobj", "prep", "dobj", "nsubj", "attr", "acomp",
+                        "npadvmod", "advmod", "det"} and node.head.i != node.i:
+        if node.dep_ in CLAUSAL_DEPS:
+            break
+        node = node.head
+        governors.add(node.i)
+        if node.pos_ in {"VERB", "AUX"}:
+            break
+    if cue.head.i not in governors and cue.i not in governors and not any(t.i in governors for t in cue.children):
+        return False
+    # Double negation: "I can't say I don't feel it", "it isn't like I don't have pain".
+    above = cue.head
+    while above.dep_ in CLAUSAL_DEPS and above.head.i != above.i:
+        above = above.head
+        if any(child.dep_ == "neg" for child in above.children):
+            return False
+    return True
 
 
 def _sentence_index(doc) -> List[int]:

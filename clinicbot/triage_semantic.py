@@ -1,0 +1,180 @@
+"""The semantic finding detector: clauses that read like a clinician-reviewed example phrase raise a finding.
+
+The word list (data/triage/red_flags.yml) only knows phrasings somebody listed; patients describe the same
+sign in endless ways ("woke up wet", "messed myself", "my taint is numb", "have to strain to get it going").
+This detector embeds each clause of a message with all-MiniLM-L6-v2 (the sentence model the NLU pipeline
+already ships) and compares it with example phrases per finding in data/triage/exemplars.yml:
+
+- a clause raises a finding when its cosine similarity to one of the finding's `like` phrases reaches the
+  threshold, and it is closer to that phrase than to every `unlike` phrase (near misses a clinician does
+  not want flagged: stress leakage when sneezing, a leg that went numb sitting cross-legged);
+- its status (negated, resolved, hypothetical) comes from the lexicon's cues for the clause (clinicbot/triage.py),
+  because sentence embeddings barely see negation ("no numbness down there" scores 0.9 against "numbness
+  down there");
+- which example phrase it matched, and how closely, is kept so a clinician can see why.
+
+Either detector can raise a finding; the rules decide the level from the findings as before.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import yaml
+
+from clinicbot.triage import SEMANTIC, Finding, _sentence_index
+
+DEFAULT_EXEMPLARS_PATH = Path(__file__).resolve().parent.parent / "data" / "triage" / "exemplars.yml"
+
+# Words that start a new clause inside a sentence ("back's bad but I can't feel the toilet paper").
+CLAUSE_STARTERS = {"but", "also", "plus", "then", "so", "because", "cos", "cuz", "though", "although", "anyway",
+                   "and", "or", "while", "which", "like", "tho", "now", "after", "when"}
+SUBJECTS = {"i", "my", "she", "her", "he", "his", "they", "their", "it", "its", "it's", "we", "our", "there",
+            "now", "this", "the", "im", "i'm", "ive", "i've", "me"}
+MAX_SEGMENTS = 14  # a very long message is screened on its first clauses and pairs; the lexicon sees all of it
+MAX_WORD_PIECES = 64
+
+
+@dataclass
+class _FindingExamples:
+    like: np.ndarray
+    like_text: List[str]
+    unlike: Optional[np.ndarray]
+    threshold: float
+
+
+class MiniLMEncoder:
+    """Mean-pooled, unit-length all-MiniLM-L6-v2 sentence vectors (as sentence-transformers computes them)."""
+
+    def __init__(self, model_path: Optional[Path] = None) -> None:
+        import tensorflow as tf
+        from transformers import BertTokenizerFast, TFBertModel
+
+        from clinicbot.offline_models import minilm_model_path
+
+        path = str(model_path or minilm_model_path())
+        self.tokenizer = BertTokenizerFast.from_pretrained(path)
+        model = TFBertModel.from_pretrained(path)
+        spec = tf.TensorSpec(shape=[None, None], dtype=tf.int32)
+
+        @tf.autograph.experimental.do_not_convert
+        def forward(token_ids, mask):
+            return model(token_ids, attention_mask=mask, training=False)[0]
+
+        # One traced graph for any batch and length (eager Keras spends most of the time in Python).
+        self._forward = tf.function(forward, input_signature=[spec, spec])
+        self._tf = tf
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_WORD_PIECES,
+                               return_tensors="np")
+        ids = self._tf.constant(batch["input_ids"], dtype=self._tf.int32)
+        mask = self._tf.constant(batch["attention_mask"], dtype=self._tf.int32)
+        vectors = self._forward(ids, mask).numpy()
+        weights = batch["attention_mask"][..., None].astype(np.float32)
+        pooled = (vectors * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-9)
+
+
+class SemanticFindingDetector:
+    def __init__(self, encoder, config: Dict) -> None:
+        self.encoder = encoder
+        default_threshold = float(config.get("threshold", 0.6))
+        self.examples: Dict[str, _FindingExamples] = {}
+        for name, spec in (config.get("findings") or {}).items():
+            like = [str(p) for p in spec.get("like") or []]
+            unlike = [str(p) for p in spec.get("unlike") or []]
+            if not like:
+                continue
+            self.examples[name] = _FindingExamples(
+                like=encoder.encode(like), like_text=like,
+                unlike=encoder.encode(unlike) if unlike else None,
+                threshold=float(spec.get("threshold", default_threshold)),
+            )
+
+    @property
+    def finding_names(self) -> List[str]:
+        return list(self.examples)
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_EXEMPLARS_PATH, encoder=None) -> "SemanticFindingDetector":
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return cls(encoder or _shared_encoder(), config)
+
+    def detect(self, doc, status_of: Callable[[int, int], str], turn: int = 0) -> List[Finding]:
+        segments = clause_segments(doc)
+        if not segments:
+            return []
+        vectors = self.encoder.encode([doc[start:end].text for start, end in segments])
+        found: List[Finding] = []
+        for name, examples in self.examples.items():
+            like_scores = vectors @ examples.like.T
+            unlike_best = (vectors @ examples.unlike.T).max(axis=1) if examples.unlike is not None else None
+            seen_status = set()
+            for index in np.argsort(-like_scores.max(axis=1)):
+                best = float(like_scores[index].max())
+                if best < examples.threshold:
+                    break
+                if unlike_best is not None and unlike_best[index] >= best:
+                    continue
+                start, end = segments[index]
+                status = status_of(start, end)
+                if status in seen_status:
+                    continue
+                seen_status.add(status)
+                found.append(Finding(name=name, status=status, words=doc[start:end].text, detector=SEMANTIC,
+                                     turn=turn, score=best, span=(start, end)))
+        return found
+
+    def explain(self, text: str, name: str) -> Tuple[float, str]:
+        """The closest example phrase of a finding to a text, and its similarity (for clinicians and tests)."""
+        vector = self.encoder.encode([text])[0]
+        examples = self.examples[name]
+        scores = examples.like @ vector
+        return float(scores.max()), examples.like_text[int(scores.argmax())]
+
+
+def clause_segments(doc) -> List[Tuple[int, int]]:
+    """Token spans to embed: each clause, and each pair of neighbouring clauses in a sentence.
+
+    Phone messages run sentences together ("my back is wrecked and now i cant get my wee to start"), and a
+    sign's parts can straddle a comma ("my bum, my privates and my inner thighs, all numb"): clauses keep a
+    buried sign from being averaged away by a long question around it; pairs keep a sign split in two whole.
+    """
+    sentence_of = _sentence_index(doc)
+    clauses: List[Tuple[int, int]] = []
+    start = 0
+    for token in doc:
+        i = token.i
+        if i > start and i + 1 <= len(doc):
+            boundary = sentence_of[i] != sentence_of[i - 1]
+            following = doc[i + 1].lower_ if i + 1 < len(doc) else ""
+            if token.lower_ in CLAUSE_STARTERS and token.lower_ not in {"and", "or", "like", "now", "after", "when"}:
+                boundary = True
+            elif token.lower_ in {"and", "or", "now"} and following in SUBJECTS:
+                boundary = True
+            elif token.text == "," and following in SUBJECTS | CLAUSE_STARTERS:
+                boundary = True
+            if boundary:
+                if any(not t.is_punct for t in doc[start:i]):
+                    clauses.append((start, i))
+                start = i
+    if any(not t.is_punct for t in doc[start:len(doc)]):
+        clauses.append((start, len(doc)))
+    segments = list(clauses)
+    for (a_start, a_end), (b_start, b_end) in zip(clauses, clauses[1:]):
+        if sentence_of[a_start] == sentence_of[b_start]:
+            segments.append((a_start, b_end))
+    return segments[:MAX_SEGMENTS]
+
+
+_ENCODER: Optional[MiniLMEncoder] = None
+
+
+def _shared_encoder() -> MiniLMEncoder:
+    global _ENCODER
+    if _ENCODER is None:
+        _ENCODER = MiniLMEncoder()
+    return _ENCODER
