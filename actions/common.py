@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 from rasa_sdk import Tracker
 
 from clinicbot.settings import load_settings
+from clinicbot.triage import LEVEL_RANK
 
 
 def clinic_vars() -> Dict[str, str]:
@@ -25,8 +26,17 @@ def channel_of(tracker: Tracker) -> Optional[str]:
 
 
 def latest_triage(tracker: Tracker) -> Dict[str, Any]:
-    """The triage result the Rasa server attached to the latest user message (clinicbot/nlu_triage.py)."""
-    return (tracker.latest_message or {}).get("triage") or {}
+    """The triage that led to the advice just given: the conversation's, when it needs more care than the
+    latest message alone (clinicbot/triage_policy.py keeps it in a slot), else the message's own
+    (clinicbot/nlu_triage.py attaches it to the parse data)."""
+    message = (tracker.latest_message or {}).get("triage") or {}
+    conversation = tracker.get_slot("triage_conversation") or {}
+    if LEVEL_RANK.get(conversation.get("level"), 0) > LEVEL_RANK.get(message.get("level"), 0):
+        used = set(conversation.get("used") or [])
+        words = [f["words"] for f in conversation.get("findings") or [] if f.get("name") in used and f.get("status") == "affirmed"]
+        return {"level": conversation["level"], "rule": (conversation.get("rules") or [None])[0],
+                "matched": list(dict.fromkeys(words))}
+    return message
 
 
 def user_timestamp(tracker: Tracker) -> Optional[float]:

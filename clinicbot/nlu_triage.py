@@ -3,9 +3,10 @@
 It screens every typed message (button payloads like "/affirm" skip NLU and carry no symptoms) and,
 when a red flag is found, replaces the intent with red_flag_emergency / red_flag_urgent /
 red_flag_booking. Rules map those intents to plain responses, so the emergency instruction needs
-neither the action server nor the database. The full triage result, with the words that matched
-and the intent the classifier had predicted, goes into the parse data (`triage`), which the
-tracker store keeps with the user message.
+neither the action server nor the database. The full triage result, with the words that matched,
+every finding with its status and detector (`details`) and the intent the classifier had predicted,
+goes into the parse data (`triage`), which the tracker store keeps with the user message; the dialogue
+policy clinicbot/triage_policy.py combines those findings across the conversation.
 """
 from __future__ import annotations
 

@@ -137,6 +137,96 @@ class _Cues:
     resolved_after: List[List[Set[str]]] = field(default_factory=list)
 
 
+class TriageRules:
+    """The rules part of data/triage/red_flags.yml: which present findings combine into which level.
+
+    Needs no language model, so the dialogue policy (clinicbot/triage_policy.py) can decide a conversation's
+    level from the findings its messages carry.
+    """
+
+    def __init__(self, config: Dict[str, Any]) -> None:
+        self.findings = set(config["findings"])
+        self.kept_across_turns = set((config.get("context") or {}).get("kept_across_turns") or [])
+        self.rules: List[_Rule] = []
+        for rule in config["rules"]:
+            requires = []
+            for entry in rule["requires"]:
+                if isinstance(entry, dict):
+                    requires.append((int(entry.get("at_least", 1)), list(entry["any"])))
+                else:
+                    requires.append((1, list(entry)))
+            self.rules.append(_Rule(name=rule["name"], level=rule["level"], requires=requires))
+        for rule in self.rules:
+            if rule.level not in LEVELS:
+                raise ValueError(f"rule {rule.name!r} has unknown level {rule.level!r}")
+            for _, names in rule.requires:
+                for name in names:
+                    if name not in self.findings:
+                        raise ValueError(f"rule {rule.name!r} uses unknown finding {name!r}")
+
+    @classmethod
+    def load(cls, rules_path: Path = DEFAULT_RULES_PATH) -> "TriageRules":
+        return cls(yaml.safe_load(Path(rules_path).read_text(encoding="utf-8")))
+
+    def combine(self, turns: Sequence[Sequence[Finding]]) -> TriageResult:
+        """Accumulate findings over turns and decide. A later negated or resolved mention retracts a finding.
+
+        Within a turn a present mention wins over a negated one (the lexicon and the semantic detector
+        may disagree about one clause; a missed emergency costs more than a false alarm).
+        """
+        state: Dict[str, Finding] = {}
+        for index, findings in enumerate(turns):
+            this_turn: Dict[str, Finding] = {}
+            for finding in findings:
+                current = this_turn.get(finding.name)
+                if finding.status == AFFIRMED or finding.status in RETRACTING and (current is None or current.status != AFFIRMED):
+                    this_turn[finding.name] = finding
+            for name, finding in this_turn.items():
+                earlier = state.get(name)
+                if (finding.status != AFFIRMED and name in self.kept_across_turns and earlier is not None
+                        and earlier.status == AFFIRMED and index > 0):
+                    continue
+                state[name] = finding
+        present = {name: [finding] for name, finding in state.items() if finding.status == AFFIRMED}
+        history = tuple(finding for findings in turns for finding in findings)
+        result = self.decide(present)
+        return TriageResult(level=result.level, rules=result.rules, matched=result.matched, findings=result.findings,
+                            suppressed=tuple(f"{f.words}: {f.status}" for f in history if f.status != AFFIRMED),
+                            details=history)
+
+    def decide(self, present: Dict[str, List[Finding]]) -> TriageResult:
+        """The rules over present findings (name -> the mentions that show it); the highest level wins."""
+        fired: List[Tuple[_Rule, List[Finding], List[str]]] = []
+        for rule in self.rules:
+            evidence: List[Finding] = []
+            used: List[str] = []
+            for at_least, names in rule.requires:
+                found = [name for name in names if name in present]
+                # "Two signs" means two different things the patient said, not one clause read two ways.
+                said = {finding.words for name in found for finding in present[name]}
+                if len(found) < at_least or len(said) < at_least:
+                    break
+                used.extend(found)
+                for name in found:
+                    evidence.extend(present[name])
+            else:
+                fired.append((rule, evidence, used))
+        if not fired:
+            return TriageResult(level="NONE")
+        top = max(LEVEL_RANK[rule.level] for rule, _, _ in fired)
+        winners = [(rule, evidence, used) for rule, evidence, used in fired if LEVEL_RANK[rule.level] == top]
+        matched: List[str] = []
+        used_findings: List[str] = []
+        for _, evidence, used in winners:
+            for finding in evidence:
+                if finding.words not in matched:
+                    matched.append(finding.words)
+            used_findings.extend(name for name in used if name not in used_findings)
+        return TriageResult(level=winners[0][0].level, rules=tuple(rule.name for rule, _, _ in winners),
+                            matched=tuple(matched), findings=tuple(used_findings))
+
+
+
 class RedFlagTriage:
     """Applies the rules file to text. Build once (loading spaCy takes a second); `assess` is thread-safe."""
 
@@ -183,15 +273,8 @@ class RedFlagTriage:
             name: [list(alternative) for alternative in alternatives]
             for name, alternatives in config["findings"].items()
         }
-        self.rules: List[_Rule] = []
-        for rule in config["rules"]:
-            requires = []
-            for entry in rule["requires"]:
-                if isinstance(entry, dict):
-                    requires.append((int(entry.get("at_least", 1)), list(entry["any"])))
-                else:
-                    requires.append((1, list(entry)))
-            self.rules.append(_Rule(name=rule["name"], level=rule["level"], requires=requires))
+        self.rule_book = TriageRules(config)
+        self.rules = self.rule_book.rules
         self._check_references(config)
         # Built once: the spelling correction looks words up in it for every unknown token of every message.
         self._frozen_vocabulary = frozenset(self.vocabulary)
@@ -223,13 +306,6 @@ class RedFlagTriage:
                 for term in alternative:
                     if term not in self._term_patterns:
                         raise ValueError(f"finding {name!r} uses unknown term {term!r}")
-        for rule in self.rules:
-            if rule.level not in LEVELS:
-                raise ValueError(f"rule {rule.name!r} has unknown level {rule.level!r}")
-            for _, names in rule.requires:
-                for name in names:
-                    if name not in self.findings:
-                        raise ValueError(f"rule {rule.name!r} uses unknown finding {name!r}")
 
     def _word_forms(self, word: str) -> Set[str]:
         """A phrase word matches its own form and its lemma, so 'legs' also matches 'leg'.
@@ -298,56 +374,10 @@ class RedFlagTriage:
         return results
 
     def combine(self, turns: Sequence[Sequence[Finding]]) -> TriageResult:
-        """Accumulate findings over turns and decide. A later negated or resolved mention retracts a finding.
-
-        Within a turn a present mention wins over a negated one (the lexicon and the semantic detector
-        may disagree about one clause; a missed emergency costs more than a false alarm).
-        """
-        state: Dict[str, Finding] = {}
-        for findings in turns:
-            this_turn: Dict[str, Finding] = {}
-            for finding in findings:
-                current = this_turn.get(finding.name)
-                if finding.status == AFFIRMED or finding.status in RETRACTING and (current is None or current.status != AFFIRMED):
-                    this_turn[finding.name] = finding
-            state.update(this_turn)
-        present = {name: [finding] for name, finding in state.items() if finding.status == AFFIRMED}
-        history = tuple(finding for findings in turns for finding in findings)
-        result = self.decide(present)
-        return TriageResult(level=result.level, rules=result.rules, matched=result.matched, findings=result.findings,
-                            suppressed=tuple(f"{f.words}: {f.status}" for f in history if f.status != AFFIRMED),
-                            details=history)
+        return self.rule_book.combine(turns)
 
     def decide(self, present: Dict[str, List[Finding]]) -> TriageResult:
-        """The rules over present findings (name -> the mentions that show it); the highest level wins."""
-        fired: List[Tuple[_Rule, List[Finding], List[str]]] = []
-        for rule in self.rules:
-            evidence: List[Finding] = []
-            used: List[str] = []
-            for at_least, names in rule.requires:
-                found = [name for name in names if name in present]
-                # "Two signs" means two different things the patient said, not one clause read two ways.
-                said = {finding.words for name in found for finding in present[name]}
-                if len(found) < at_least or len(said) < at_least:
-                    break
-                used.extend(found)
-                for name in found:
-                    evidence.extend(present[name])
-            else:
-                fired.append((rule, evidence, used))
-        if not fired:
-            return TriageResult(level="NONE")
-        top = max(LEVEL_RANK[rule.level] for rule, _, _ in fired)
-        winners = [(rule, evidence, used) for rule, evidence, used in fired if LEVEL_RANK[rule.level] == top]
-        matched: List[str] = []
-        used_findings: List[str] = []
-        for _, evidence, used in winners:
-            for finding in evidence:
-                if finding.words not in matched:
-                    matched.append(finding.words)
-            used_findings.extend(name for name in used if name not in used_findings)
-        return TriageResult(level=winners[0][0].level, rules=tuple(rule.name for rule, _, _ in winners),
-                            matched=tuple(matched), findings=tuple(used_findings))
+        return self.rule_book.decide(present)
 
     def assess_doc(self, doc, turn: int = 0) -> TriageResult:
         for token in doc:

@@ -206,8 +206,10 @@ def test_emergency_advice_and_answers_survive_an_action_server_that_is_down(stac
         assert any("Source:" in t for t in answer)
     finally:
         stack.start_process("actions")
-    # and the bot is whole again afterwards
-    assert "flagged this conversation" in chat.texts("can I talk to a real person")[0]
+    # and the bot is whole again afterwards: the emergency instruction first (it still stands), then the handoff
+    texts = chat.texts("can I talk to a real person")
+    assert "911" in texts[0]
+    assert any("flagged this conversation" in t for t in texts[1:])
 
 
 def test_off_topic_reply_offers_the_clinic_and_the_button_gives_its_contact(new_chat):
@@ -221,3 +223,27 @@ def test_off_topic_reply_offers_the_clinic_and_the_button_gives_its_contact(new_
     assert talk, replies
     contact = " ".join(patient.texts(talk[0]["payload"]))
     assert load_settings().clinic.phone in contact
+
+
+# --- triage across the conversation (clinicbot/triage_policy.py) -------------------------------------------------
+def test_a_sign_in_a_later_message_gets_the_emergency_instruction_at_that_turn(chat, stack_env):
+    first = chat.texts("my lower back has been really sore since the weekend, can I still do kegels?")
+    assert not any("911" in t for t in first)
+    second = chat.texts("oh and something weird, I can't feel the toilet paper when I wipe")
+    assert "call 911" in second[0]
+    # What staff see: the conversation's triage, with the turn each finding came from, in the tracker store.
+    from clinicbot.storage import ConsoleStore
+
+    slots = [e["data"]["value"] for e in ConsoleStore(stack_env["DATABASE_URL"]).conversation_events(chat.sender, ["slot"])
+             if e["action_name"] == "triage_conversation"]
+    assert slots[-1]["level"] == "EMERGENCY"
+    turns = {f["turn"] for f in slots[-1]["findings"] if f["status"] == "affirmed" and f["name"] in slots[-1]["used"]}
+    assert turns == {1, 2}
+
+
+def test_after_the_emergency_instruction_a_booking_request_gets_it_repeated_first(chat, stack_store):
+    assert "call 911" in chat.texts("my back is agony and I wet myself without even noticing")[0]
+    assert "911" in chat.texts("it's probably nothing, I'll see how it goes")[0]
+    texts = chat.texts("I'd rather not go to hospital, can I just book an appointment for next week?")
+    assert "911" in texts[0]
+    assert any("name" in t.lower() for t in texts[1:])  # the booking they asked for still starts

@@ -1,0 +1,159 @@
+"""Conversation-level triage inside the Rasa server: a small dialogue policy that reads the tracker.
+
+The NLU component (clinicbot/nlu_triage.py) screens each message and stores its findings, with status, in
+the message's parse data. A red flag that only becomes clear across messages ("my back's been bad" ...
+"and I can't feel the paper when I wipe") is invisible to it. This policy, at every user turn, combines the
+findings of all the conversation's messages with the same rules (clinicbot/triage.py TriageRules) and:
+
+1. when the conversation's level is higher than what the message alone showed and than any advice already
+   given, gives that level's advice first (the same responses and follow-up as the rules in data/rules/triage.yml);
+2. after the emergency advice, while the emergency findings stand, repeats the instruction first on every
+   later turn (a booking request, "it's probably nothing", a question), then lets the patient's request go on;
+3. records the conversation's triage (level, rules, each finding with its turn, status and detector) in the
+   `triage_conversation` slot, so it is in the tracker store, survives a restart and staff see it.
+
+It needs neither the action server nor the database, like the per-message emergency instruction. It predicts
+with confidence 1 and a priority above the RulePolicy's, and abstains otherwise.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.core.policies.policy import Policy, PolicyPrediction
+from rasa.engine.graph import ExecutionContext
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
+from rasa.shared.core.generator import TrackerWithCachedStates
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from clinicbot.triage import LEVEL_RANK, Finding, TriageRules
+
+CONVERSATION_SLOT = "triage_conversation"
+# Bot actions that tell the patient a level's advice.
+ADVICE_ACTIONS = {
+    "utter_triage_emergency": "EMERGENCY",
+    "utter_triage_emergency_reminder": "EMERGENCY",
+    "utter_triage_urgent": "URGENT",
+    "utter_triage_booking": "BOOKING",
+}
+ADVICE_PLANS = {
+    "EMERGENCY": ["utter_triage_emergency", "action_triage_followup"],
+    "URGENT": ["utter_triage_urgent", "action_triage_followup", "utter_offer_booking"],
+    "BOOKING": ["utter_triage_booking", "action_triage_followup", "utter_offer_booking"],
+}
+# After the repeated emergency instruction, what the patient asked for still happens.
+AFTER_REMINDER = {
+    "book_appointment": ["booking_form"],
+    "faq": ["utter_faq"],
+    "ask_human": ["action_handoff"],
+}
+# Actions Rasa runs by itself after a user message; they are not part of a plan.
+IGNORED_ACTIONS = {"action_extract_slots", "action_session_start"}
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=False)
+class ConversationTriagePolicy(Policy):
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        # Above the RulePolicy (6): when the conversation needs more care than the message, this wins.
+        return {"priority": 7, "rules_file": None}
+
+    def __init__(
+        self,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        featurizer=None,
+    ) -> None:
+        super().__init__(config, model_storage, resource, execution_context, featurizer)
+        rules_file = config.get("rules_file")
+        self.rules = TriageRules.load(rules_file) if rules_file else TriageRules.load()
+
+    def train(self, training_trackers: List[TrackerWithCachedStates], domain: Domain, **kwargs: Any) -> Resource:
+        return self._resource
+
+    def predict_action_probabilities(
+        self,
+        tracker: DialogueStateTracker,
+        domain: Domain,
+        rule_only_data: Optional[Dict[Text, Any]] = None,
+        **kwargs: Any,
+    ) -> PolicyPrediction:
+        events = list(tracker.applied_events())
+        user_index = next((i for i in range(len(events) - 1, -1, -1) if isinstance(events[i], UserUttered)), None)
+        if user_index is None:
+            return self._abstain(domain)
+        turns = conversation_findings(events[: user_index + 1])
+        result = self.rules.combine(turns)
+        latest = events[user_index]
+        message_level = ((latest.parse_data or {}).get("triage") or {}).get("level") or "NONE"
+        advised = max(
+            (ADVICE_ACTIONS[e.action_name] for e in events[:user_index]
+             if isinstance(e, ActionExecuted) and e.action_name in ADVICE_ACTIONS),
+            key=LEVEL_RANK.get, default="NONE",
+        )
+        plan = self._plan(result.level, message_level, advised, (latest.intent or {}).get("name"), tracker.active_loop_name)
+        done = [e.action_name for e in events[user_index + 1:]
+                if isinstance(e, ActionExecuted) and e.action_name not in IGNORED_ACTIONS]
+        record = []
+        if not done:
+            summary = conversation_summary(result, len(turns) - 1)
+            if tracker.get_slot(CONVERSATION_SLOT) != summary:
+                record = [SlotSet(CONVERSATION_SLOT, summary)]
+        if not plan or done != plan[: len(done)]:
+            return self._abstain(domain, record)
+        if len(done) < len(plan):
+            return self._predict(domain, plan[len(done)], record)
+        if plan[-1] == "booking_form":
+            return self._abstain(domain, record)  # the form and its rules take over
+        return self._predict(domain, ACTION_LISTEN_NAME, record)
+
+    @staticmethod
+    def _plan(level: str, message_level: str, advised: str, intent: Optional[str], active_loop: Optional[str]) -> List[str]:
+        if LEVEL_RANK[level] > max(LEVEL_RANK[message_level], LEVEL_RANK[advised]):
+            plan = list(ADVICE_PLANS[level])
+            if active_loop:
+                # In the middle of the booking form: advice first, then the form goes on (as in data/rules/booking.yml).
+                return [step for step in plan if step != "utter_offer_booking"] + [active_loop]
+            return plan
+        if level == "EMERGENCY" and advised == "EMERGENCY" and message_level != "EMERGENCY" and not active_loop:
+            return ["utter_triage_emergency_reminder"] + AFTER_REMINDER.get(intent or "", [])
+        return []
+
+    def _predict(self, domain: Domain, action: str, events: List) -> PolicyPrediction:
+        probabilities = self._default_predictions(domain)
+        probabilities[domain.index_for_action(action)] = 1.0
+        return self._prediction(probabilities, events=events)
+
+    def _abstain(self, domain: Domain, events: Optional[List] = None) -> PolicyPrediction:
+        return self._prediction(self._default_predictions(domain), events=events or [])
+
+
+def conversation_findings(events) -> List[List[Finding]]:
+    """Each user message's findings, in order, from the triage result the NLU component stored with it."""
+    turns: List[List[Finding]] = []
+    for event in events:
+        if isinstance(event, UserUttered):
+            details = ((event.parse_data or {}).get("triage") or {}).get("details") or []
+            turn = len(turns)
+            turns.append([Finding.from_dict(detail, turn=turn) for detail in details])
+    return turns
+
+
+def conversation_summary(result, last_turn: int) -> Dict[str, Any]:
+    """What the slot keeps for staff: the level, the rules, and every finding with its turn (1 = first message)."""
+    return {
+        "level": result.level,
+        "rules": list(result.rules),
+        "turn": last_turn + 1,
+        "findings": [
+            {"name": f.name, "status": f.status, "words": f.words, "detector": f.detector, "turn": f.turn + 1}
+            for f in result.details
+        ],
+        "used": list(result.findings),
+    }

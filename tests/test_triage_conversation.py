@@ -1,0 +1,192 @@
+"""Triage as patients write and as conversations unfold: normalisation, negation scope, the semantic detector,
+findings that accumulate over turns and are retracted, and the dialogue policy that acts on them.
+
+The phrases here were written for these tests, not taken from the blind set (tests/triage/blind/).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rasa.engine.graph import ExecutionContext, GraphSchema
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from clinicbot.triage import AFFIRMED, LEXICON, NEGATED, RESOLVED, SEMANTIC, RedFlagTriage, TextNormaliser, default_triage
+from clinicbot.triage_policy import CONVERSATION_SLOT, ConversationTriagePolicy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def triage() -> RedFlagTriage:
+    return default_triage()
+
+
+def statuses(result, name):
+    return {finding.status for finding in result.details if finding.name == name}
+
+
+# -- writing style ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, normalised", [
+    ("MY BACK IS KILLING ME AND I CANT PEE", "my back is killing me and i can't pee"),
+    ("im scared, didnt feel it and u said 2 wks", "i'm scared, didn't feel it and you said 2 weeks"),
+    ("pain 2/52, numb 3/7", "pain 2 weeks, numb 3 days"),
+    ("I can\u2019t feel it", "I can't feel it"),
+])
+def test_writing_style_is_normalised_before_matching(raw, normalised):
+    assert TextNormaliser(default_triage().normaliser.words)(raw) == normalised
+
+
+@pytest.mark.parametrize("text", [
+    "MY LOWER BACK IS IN AGONY AND I CANT FEEL ANYTHING BETWEEN MY LEGS",
+    "back is killing me n i cant feel nothin down there when i wipe",
+    "lower back agony since sat and i cant pee, been tryin for hours",
+])
+def test_emergencies_in_caps_and_text_speak(triage, text):
+    assert triage.assess(text).level == "EMERGENCY"
+
+
+# -- negation scope and status -------------------------------------------------------------------------------------
+def test_a_negation_covers_its_own_symptom_not_the_next_one(triage):
+    result = triage.assess("No fever, but my back is agony and my groin has gone completely numb")
+    assert result.level == "EMERGENCY"
+    assert NEGATED in statuses(result, "fever")
+
+
+def test_a_negated_verb_does_not_reach_into_the_clause_it_governs(triage):
+    # "didn't realise" is about noticing; the bed-wetting is reported, and not noticing it is the red flag.
+    result = triage.assess("My back has been sore all week and I didn't realise I had wet the bed until morning")
+    assert result.level == "EMERGENCY"
+    assert AFFIRMED in statuses(result, "incontinence")
+
+
+def test_denied_symptoms_stay_denied(triage):
+    result = triage.assess("My back aches after sex but I have no numbness and I haven't lost control of my bladder")
+    assert result.level in ("NONE", "BOOKING")
+    assert "EMERGENCY" != result.level
+
+
+def test_resolved_in_the_past_does_not_count(triage):
+    assert triage.assess("My leg went numb sitting cross-legged at the wedding, it was fine after I walked about").level == "NONE"
+    assert triage.assess("I couldn't pee after my c-section years ago, that sorted itself out. Can I start running?").level == "NONE"
+
+
+# -- the semantic detector -----------------------------------------------------------------------------------------
+def test_the_semantic_detector_raises_a_sign_the_word_list_does_not_have(triage):
+    # No listed phrase for "the toilet roll feels like cardboard on a dead patch".
+    result = triage.assess("my back went on monday and now the bit I wipe feels dead, like wiping through cardboard")
+    assert result.level == "EMERGENCY"
+    saddle = [f for f in result.details if f.name == "saddle_numbness" and f.status == AFFIRMED]
+    assert any(f.detector == SEMANTIC and f.score >= 0.6 for f in saddle)
+
+
+def test_the_semantic_detector_keeps_harmless_near_misses_out(triage):
+    assert triage.assess("I've leaked a little when I sneeze ever since my second baby, nothing has changed").level != "EMERGENCY"
+
+
+def test_each_finding_says_which_detector_raised_it(triage):
+    result = triage.assess("my back is killing me and I can't feel anything between my legs")
+    detectors = {(f.name, f.detector) for f in result.details if f.status == AFFIRMED}
+    assert ("saddle_numbness", LEXICON) in detectors
+    assert all("turn" in detail and "detector" in detail for detail in result.as_dict()["details"])
+
+
+# -- the conversation ----------------------------------------------------------------------------------------------
+def test_back_pain_then_a_sign_in_the_next_message_is_an_emergency_at_that_turn(triage):
+    levels = [r.level for r in triage.assess_conversation([
+        "my lower back has been really sore since the weekend",
+        "also kind of weird but I can't feel the toilet paper when I wipe",
+    ])]
+    assert levels[1] == "EMERGENCY"
+
+
+def test_possible_pregnancy_in_one_message_and_fainting_in_another(triage):
+    levels = [r.level for r in triage.assess_conversation([
+        "my period is about 10 days late",
+        "I just nearly fainted in the kitchen",
+    ])]
+    assert levels == ["NONE", "EMERGENCY"]
+
+
+def test_the_emergency_stands_when_the_patient_asks_to_book_instead(triage):
+    levels = [r.level for r in triage.assess_conversation([
+        "my back is in agony and I wet myself without noticing",
+        "I don't want to go to hospital, can I just book an appointment for next week?",
+    ])]
+    assert levels == ["EMERGENCY", "EMERGENCY"]
+
+
+def test_a_later_message_that_clears_a_finding_up_retracts_it(triage):
+    results = triage.assess_conversation([
+        "back pain for three weeks and my leg goes numb",
+        "sorry, I mean my leg only goes numb when I sit cross-legged for ages, it's fine as soon as I get up",
+    ])
+    assert results[0].level == "BOOKING"
+    numb_leg = [f for f in results[1].details if f.name == "one_leg_numbness_or_weakness"]
+    assert numb_leg[-1].status == RESOLVED and numb_leg[-1].turn == 1
+    assert results[1].level == "BOOKING"  # three weeks of back pain still needs a clinician
+
+
+def test_a_reply_to_how_long_makes_pain_a_booking(triage):
+    assert [r.level for r in triage.assess_conversation(["my back hurts after sex", "about 3 wks"])] == ["NONE", "BOOKING"]
+
+
+# -- the dialogue policy -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def domain() -> Domain:
+    return Domain.load(str(ROOT / "domain.yml"))
+
+
+@pytest.fixture(scope="module")
+def policy() -> ConversationTriagePolicy:
+    return ConversationTriagePolicy(ConversationTriagePolicy.get_default_config(), None, None,
+                                    ExecutionContext(GraphSchema({}), "test"))
+
+
+def user(triage, text, intent="faq"):
+    result = triage.assess(text)
+    name = {"EMERGENCY": "red_flag_emergency", "URGENT": "red_flag_urgent", "BOOKING": "red_flag_booking"}.get(
+        result.level, intent)
+    return UserUttered(text, {"name": name, "confidence": 1.0}, parse_data={"triage": result.as_dict()})
+
+
+def predicted(policy, domain, events):
+    tracker = DialogueStateTracker.from_events("patient", events, slots=domain.slots)
+    prediction = policy.predict_action_probabilities(tracker, domain)
+    best = max(range(len(prediction.probabilities)), key=prediction.probabilities.__getitem__)
+    action = domain.action_names_or_texts[best] if prediction.max_confidence > 0 else None
+    return action, prediction.events
+
+
+def test_policy_gives_the_emergency_advice_when_the_sign_comes_in_a_later_message(policy, domain, triage):
+    events = [ActionExecuted("action_listen"), user(triage, "my back's been really bad since Saturday"),
+              ActionExecuted("utter_triage_booking"), ActionExecuted("action_triage_followup"),
+              ActionExecuted("utter_offer_booking"), ActionExecuted("action_listen"),
+              user(triage, "and this morning I can't feel the paper when I wipe")]
+    action, recorded = predicted(policy, domain, events)
+    assert action == "utter_triage_emergency"
+    slot = next(e for e in recorded if isinstance(e, SlotSet) and e.key == CONVERSATION_SLOT)
+    assert slot.value["level"] == "EMERGENCY"
+    assert {f["turn"] for f in slot.value["findings"] if f["status"] == "affirmed"} == {1, 2}
+    # then the follow-up that records it for staff, then it listens
+    action, _ = predicted(policy, domain, events + [ActionExecuted("utter_triage_emergency")])
+    assert action == "action_triage_followup"
+    action, _ = predicted(policy, domain, events + [ActionExecuted("utter_triage_emergency"),
+                                                    ActionExecuted("action_triage_followup")])
+    assert action == "action_listen"
+
+
+def test_policy_repeats_the_emergency_instruction_before_a_booking(policy, domain, triage):
+    events = [ActionExecuted("action_listen"), user(triage, "my back is agony and my bum has gone numb"),
+              ActionExecuted("utter_triage_emergency"), ActionExecuted("action_triage_followup"),
+              ActionExecuted("action_listen"),
+              user(triage, "it's probably nothing, can I just book for Monday", intent="book_appointment")]
+    assert predicted(policy, domain, events)[0] == "utter_triage_emergency_reminder"
+    assert predicted(policy, domain, events + [ActionExecuted("utter_triage_emergency_reminder")])[0] == "booking_form"
+
+
+def test_policy_stays_out_of_ordinary_turns(policy, domain, triage):
+    events = [ActionExecuted("action_listen"), user(triage, "why does my back hurt after sex")]
+    assert predicted(policy, domain, events)[0] is None
