@@ -147,6 +147,12 @@ class TriageRules:
     def __init__(self, config: Dict[str, Any]) -> None:
         self.findings = set(config["findings"])
         self.kept_across_turns = set((config.get("context") or {}).get("kept_across_turns") or [])
+        self.safety_nets: Dict[str, Dict[str, Any]] = dict(config.get("safety_net") or {})
+        for name, net in self.safety_nets.items():
+            for finding in [net["suggested_by"], *net.get("when_any", [])]:
+                if finding not in self.findings:
+                    raise ValueError(f"safety net {name!r} uses unknown finding {finding!r}")
+            self.findings.add(net["yes_means"])  # raised by the patient's answer, not by words
         self.rules: List[_Rule] = []
         for rule in config["rules"]:
             requires = []

@@ -9,7 +9,10 @@ findings of all the conversation's messages with the same rules (clinicbot/triag
    given, gives that level's advice first (the same responses and follow-up as the rules in data/rules/triage.yml);
 2. after the emergency advice, while the emergency findings stand, repeats the instruction first on every
    later turn (a booking request, "it's probably nothing", a question), then lets the patient's request go on;
-3. records the conversation's triage (level, rules, each finding with its turn, status and detector) in the
+3. when a message suggests a sign without establishing it (back pain and "my legs feel funny"), answers
+   what they asked and then asks one safety-net question with Yes/No buttons (once per conversation); Yes
+   counts as the sign, No is recorded and the conversation carries on;
+4. records the conversation's triage (level, rules, each finding with its turn, status and detector) in the
    `triage_conversation` slot, so it is in the tracker store, survives a restart and staff see it.
 
 It needs neither the action server nor the database, like the per-message emergency instruction. It predicts
@@ -30,7 +33,9 @@ from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from clinicbot.triage import LEVEL_RANK, Finding, TriageRules
+from clinicbot.triage import AFFIRMED, LEVEL_RANK, NEGATED, Finding, TriageRules
+
+SAFETY_NET = "safety_net"  # the detector of a finding the patient confirmed or denied by answering a question
 
 CONVERSATION_SLOT = "triage_conversation"
 # Bot actions that tell the patient a level's advice.
@@ -89,15 +94,27 @@ class ConversationTriagePolicy(Policy):
         if user_index is None:
             return self._abstain(domain)
         turns = conversation_findings(events[: user_index + 1])
-        result = self.rules.combine(turns)
         latest = events[user_index]
+        intent = (latest.intent or {}).get("name")
+        answered = self._safety_net_answer(events[:user_index], intent, len(turns) - 1)
+        if answered is not None:
+            turns[-1].append(answered)
+        result = self.rules.combine(turns)
         message_level = ((latest.parse_data or {}).get("triage") or {}).get("level") or "NONE"
         advised = max(
             (ADVICE_ACTIONS[e.action_name] for e in events[:user_index]
              if isinstance(e, ActionExecuted) and e.action_name in ADVICE_ACTIONS),
             key=LEVEL_RANK.get, default="NONE",
         )
-        plan = self._plan(result.level, message_level, advised, (latest.intent or {}).get("name"), tracker.active_loop_name)
+        plan = self._plan(result.level, message_level, advised, intent, tracker.active_loop_name)
+        if answered is not None and answered.status == NEGATED and not plan:
+            plan = ["utter_safety_net_no"]
+        elif not tracker.active_loop_name:
+            question = self._safety_net_question(result, events[:user_index])
+            if question:
+                if not plan:
+                    plan = ["utter_faq"] if intent == "faq" else []
+                plan = [step for step in plan if step != "utter_offer_booking"] + [question]
         done = [e.action_name for e in events[user_index + 1:]
                 if isinstance(e, ActionExecuted) and e.action_name not in IGNORED_ACTIONS]
         record = []
@@ -112,6 +129,30 @@ class ConversationTriagePolicy(Policy):
         if plan[-1] == "booking_form":
             return self._abstain(domain, record)  # the form and its rules take over
         return self._predict(domain, ACTION_LISTEN_NAME, record)
+
+    def _safety_net_answer(self, before, intent: Optional[str], turn: int) -> Optional[Finding]:
+        """A Yes or No (button or typed) to the safety-net question the bot just asked, as a finding."""
+        last_bot = next((e.action_name for e in reversed(before) if isinstance(e, ActionExecuted)
+                         and e.action_name not in IGNORED_ACTIONS | {ACTION_LISTEN_NAME}), None)
+        for net in self.rules.safety_nets.values():
+            if last_bot == net["asks"] and intent in ("affirm", "deny"):
+                return Finding(name=net["yes_means"], status=AFFIRMED if intent == "affirm" else NEGATED,
+                               words=f"answered {'yes' if intent == 'affirm' else 'no'} to {net['asks']}",
+                               detector=SAFETY_NET, turn=turn)
+        return None
+
+    def _safety_net_question(self, result, before) -> Optional[str]:
+        """The question to ask, if a sign is suggested but not established and it was not asked before."""
+        if result.level == "EMERGENCY":
+            return None
+        asked = {e.action_name for e in before if isinstance(e, ActionExecuted)}
+        present = {f.name for f in result.details if f.status == AFFIRMED}
+        retracted = {f.name for f in result.details if f.status != AFFIRMED}
+        for net in self.rules.safety_nets.values():
+            suggested = net["suggested_by"] in present and net["suggested_by"] not in retracted
+            if suggested and set(net.get("when_any", [])) & present and net["asks"] not in asked:
+                return net["asks"]
+        return None
 
     @staticmethod
     def _plan(level: str, message_level: str, advised: str, intent: Optional[str], active_loop: Optional[str]) -> List[str]:

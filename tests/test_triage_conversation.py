@@ -12,6 +12,7 @@ from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.importers.importer import TrainingDataImporter
 
 from clinicbot.triage import AFFIRMED, LEXICON, NEGATED, RESOLVED, SEMANTIC, RedFlagTriage, TextNormaliser, default_triage
 from clinicbot.triage_policy import CONVERSATION_SLOT, ConversationTriagePolicy
@@ -136,7 +137,11 @@ def test_a_reply_to_how_long_makes_pain_a_booking(triage):
 # -- the dialogue policy -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def domain() -> Domain:
-    return Domain.load(str(ROOT / "domain.yml"))
+    # As training builds it: the retrieval action utter_faq comes from the FAQ data beside the domain.
+    importer = TrainingDataImporter.load_from_config(
+        str(ROOT / "config.yml"), str(ROOT / "domain.yml"),
+        [str(ROOT / "data" / part) for part in ("nlu", "rules", "responses")])
+    return importer.get_domain()
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +195,25 @@ def test_policy_repeats_the_emergency_instruction_before_a_booking(policy, domai
 def test_policy_stays_out_of_ordinary_turns(policy, domain, triage):
     events = [ActionExecuted("action_listen"), user(triage, "why does my back hurt after sex")]
     assert predicted(policy, domain, events)[0] is None
+
+
+def test_policy_asks_one_safety_net_question_when_a_sign_is_only_suggested(policy, domain, triage):
+    events = [ActionExecuted("action_listen"),
+              user(triage, "my back has been aching since yesterday and my legs feel kind of funny, what stretches help?")]
+    assert triage.assess(events[1].text).level != "EMERGENCY"
+    assert predicted(policy, domain, events)[0] == "utter_faq"  # their question first
+    asked = events + [ActionExecuted("utter_faq")]
+    assert predicted(policy, domain, asked)[0] == "utter_ask_cauda_equina_signs"
+    asked += [ActionExecuted("utter_ask_cauda_equina_signs"), ActionExecuted("action_listen")]
+    # Yes (button or typed) is the sign: the emergency instruction, and it is recorded with where it came from.
+    action, recorded = predicted(policy, domain, asked + [UserUttered("yes", {"name": "affirm", "confidence": 1.0})])
+    assert action == "utter_triage_emergency"
+    slot = next(e for e in recorded if isinstance(e, SlotSet) and e.key == CONVERSATION_SLOT)
+    assert {"name": "cauda_equina_sign_reported", "status": "affirmed", "detector": "safety_net"}.items() <= next(
+        f for f in slot.value["findings"] if f["name"] == "cauda_equina_sign_reported").items()
+    # No: a reassuring reply, and the question is never asked again in this conversation.
+    denied = asked + [UserUttered("no", {"name": "deny", "confidence": 1.0})]
+    assert predicted(policy, domain, denied)[0] == "utter_safety_net_no"
+    later = denied + [ActionExecuted("utter_safety_net_no"), ActionExecuted("action_listen"),
+                      user(triage, "my legs still feel funny and my back aches")]
+    assert predicted(policy, domain, later)[0] != "utter_ask_cauda_equina_signs"
