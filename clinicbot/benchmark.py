@@ -1,4 +1,4 @@
-"""`make benchmark`: cold start, REST latency (p50/p95 over sequential messages) and throughput.
+"""`make benchmark`: triage time per message, cold start, REST latency (p50/p95 over sequential messages) and throughput.
 
 Starts its own stack on spare ports with a fresh SQLite database, so it measures what `make run` runs.
 Traffic goes only to localhost; every loop is bounded.
@@ -36,11 +36,40 @@ def percentile(values: List[float], q: float) -> float:
     return ordered[index]
 
 
+def triage_timing() -> List[str]:
+    """Time of the red-flag triage alone per message, word list only and with the semantic detector.
+
+    Over the development half of the blind triage set (patients' own wording, 3 to 120 words), in-process.
+    """
+    import yaml
+
+    from clinicbot.offline_models import load_english
+    from clinicbot.settings import PROJECT_ROOT
+    from clinicbot.triage import RedFlagTriage
+
+    texts = [item["text"] for item in yaml.safe_load(
+        (PROJECT_ROOT / "tests" / "triage" / "blind" / "dev_messages.yml").read_text(encoding="utf-8"))]
+    rows = []
+    nlp = load_english()
+    for label, semantic in (("word list only", False), ("word list + semantic detector", True)):
+        triage = RedFlagTriage.load(nlp=nlp, semantic=semantic)
+        triage.assess("warm up the graph")
+        times = []
+        for text in texts:
+            start = time.perf_counter()
+            triage.assess(text)
+            times.append((time.perf_counter() - start) * 1000)
+        rows.append(f"| triage per message, {label} ({len(texts)} messages): p50 / p95 | "
+                    f"{statistics.median(times):.0f} ms / {percentile(times, 0.95):.0f} ms |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
+    triage_rows = triage_timing()
 
     with tempfile.TemporaryDirectory() as folder:
         env = {"DATABASE_URL": f"sqlite:///{Path(folder) / 'bench.db'}", "BOOKING_OUTBOX_DIR": str(Path(folder) / "outbox")}
@@ -72,6 +101,8 @@ def main() -> None:
 
     print("| measure | value |")
     print("|---|---|")
+    for row in triage_rows:
+        print(row)
     print(f"| cold start, `rasa run` + action server to ready | {cold_start:.1f} s |")
     print(f"| REST latency p50 ({args.messages} sequential messages) | {statistics.median(latencies):.0f} ms |")
     print(f"| REST latency p95 | {percentile(latencies, 0.95):.0f} ms |")

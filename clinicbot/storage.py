@@ -437,6 +437,14 @@ RED_FLAG_INTENT_LEVELS = {
     "red_flag_urgent": "URGENT",
     "red_flag_booking": "BOOKING",
 }
+# Advice the bot gave. The conversation-level triage (clinicbot/triage_policy.py) can give it for a message
+# whose own intent is not a red flag ("my back hurts" ... "and I can't feel it when I wipe").
+ADVICE_ACTION_LEVELS = {
+    "utter_triage_emergency": "EMERGENCY",
+    "utter_triage_emergency_reminder": "EMERGENCY",
+    "utter_triage_urgent": "URGENT",
+    "utter_triage_booking": "BOOKING",
+}
 LEVEL_RANKS = {"NONE": 0, "BOOKING": 1, "URGENT": 2, "EMERGENCY": 3}
 RANK_LEVELS = {rank: level for level, rank in LEVEL_RANKS.items()}
 # "Not understood / low confidence", per patient message (not counting answers to the booking form):
@@ -585,6 +593,8 @@ class ConsoleStore(Store):
         is_user = events.c.type_name == "user"
         red_flag_rank = case(
             *[(events.c.intent_name == intent, LEVEL_RANKS[level]) for intent, level in RED_FLAG_INTENT_LEVELS.items()],
+            *[(and_(events.c.type_name == "action", events.c.action_name == action), LEVEL_RANKS[level])
+              for action, level in ADVICE_ACTION_LEVELS.items()],
             else_=0,
         )
         turns = func.sum(case((is_user, 1), else_=0))

@@ -741,13 +741,33 @@ def default_triage() -> RedFlagTriage:
     return _DEFAULT
 
 
+def explain(results: Sequence[TriageResult], texts: Sequence[str]) -> str:
+    """For a clinician: per turn, the level, the rules that fired, and every finding with turn, status and detector."""
+    lines = []
+    for turn, (result, text) in enumerate(zip(results, texts), start=1):
+        lines.append(f"turn {turn}: {result.level:9} {', '.join(result.rules) or '-'}   <- {text.strip()}")
+        for finding in result.details:
+            if finding.turn != turn - 1:
+                continue
+            used = "*" if finding.name in result.findings and finding.status == AFFIRMED else " "
+            score = f" {finding.score:.2f}" if finding.score is not None else ""
+            lines.append(f"   {used} {finding.name:38} {finding.status:12} {finding.detector}{score:6}  \"{finding.words}\"")
+    lines.append("(* = a finding the deciding rules used; findings carry over from earlier turns until retracted)")
+    return "\n".join(lines)
+
+
 def _main() -> None:  # pragma: no cover - a small CLI for clinicians trying out wording
+    """python -m clinicbot.triage "first message" "second message" ...  (one conversation, one turn per argument)
+    python -m clinicbot.triage < messages.txt                           (each line its own conversation)"""
     import sys
 
     triage = default_triage()
-    for line in sys.argv[1:] or sys.stdin:
-        result = triage.assess(line)
-        print(f"{result.level:9} {result.rule or '-':45} {list(result.matched)} {list(result.suppressed)}  <- {line.strip()}")
+    if len(sys.argv) > 1:
+        print(explain(triage.assess_conversation(sys.argv[1:]), sys.argv[1:]))
+        return
+    for line in sys.stdin:
+        if line.strip():
+            print(explain([triage.assess(line)], [line]))
 
 
 if __name__ == "__main__":

@@ -141,6 +141,8 @@ class Turn:
     buttons: List[str] = field(default_factory=list)
     response: Optional[str] = None
     channel: Optional[str] = None
+    # kind "triage": the conversation's triage after a turn (clinicbot/triage_policy.py), finding by finding
+    findings: List[str] = field(default_factory=list)
 
 
 def _time(value: Optional[float]) -> Optional[datetime]:
@@ -191,6 +193,19 @@ def transcript(events: Sequence[Dict[str, Any]]) -> List[Turn]:
                     response=metadata.get("utter_action"),
                 )
             )
+        elif kind == "slot" and event.get("action_name") == "triage_conversation" and isinstance(data.get("value"), dict):
+            summary = data["value"]
+            used = set(summary.get("used") or [])
+            turns.append(Turn(
+                kind="triage", time=when, triage_level=summary.get("level"),
+                triage_rule=", ".join(summary.get("rules") or []) or None,
+                text=f"Conversation triage after message {summary.get('turn')}",
+                findings=[
+                    f"{'✔ ' if f.get('name') in used and f.get('status') == 'affirmed' else ''}message {f.get('turn')}: "
+                    f"{f.get('name', '').replace('_', ' ')} — {f.get('status')} ({f.get('detector')}): “{f.get('words')}”"
+                    for f in summary.get("findings") or []
+                ],
+            ))
         elif kind == "action" and event.get("action_name") in NOTABLE_ACTIONS:
             turns.append(Turn(kind="note", time=when, text=NOTABLE_ACTIONS[event["action_name"]]))
         elif kind == "session_started":

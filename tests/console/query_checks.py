@@ -39,9 +39,9 @@ def check_flags(store: ConsoleStore, senders: Dict[str, str]) -> None:
 
 
 def check_filters(store: ConsoleStore, senders: Dict[str, str]) -> None:
-    assert found(store, senders, red_flag=True) == {"booking", "emergency", "urgent"}
-    assert found(store, senders, red_flag_level="URGENT") == {"emergency", "urgent"}
-    assert found(store, senders, red_flag_level="EMERGENCY") == {"emergency"}
+    assert found(store, senders, red_flag=True) == {"booking", "emergency", "emergency_across_turns", "urgent"}
+    assert found(store, senders, red_flag_level="URGENT") == {"emergency", "emergency_across_turns", "urgent"}
+    assert found(store, senders, red_flag_level="EMERGENCY") == {"emergency", "emergency_across_turns"}
     assert found(store, senders, booking=True) == {"booking"}
     assert found(store, senders, handoff=True) == {"handoff"}
     assert found(store, senders, negative_feedback=True) == {"negative_feedback"}

@@ -38,6 +38,11 @@ SCRIPTS: Dict[str, List[Step]] = {
     "emergency": [
         ("I can't feel anything between my legs and I can't pee", None),
     ],
+    # An emergency that only becomes clear in the second message (conversation-level triage).
+    "emergency_across_turns": [
+        ("my lower back has been really sore since the weekend", None),
+        ("and now I can't feel the toilet paper when I wipe", "911"),
+    ],
     # URGENT red flag.
     "urgent": [
         ("My back has been hurting since yesterday and I've got a fever", None),
@@ -74,6 +79,7 @@ SCRIPTS: Dict[str, List[Step]] = {
 EXPECTED_FLAGS = {
     "booking": {"red_flag_level": "BOOKING", "booking": True, "negative_feedback": False, "handoff": False},
     "emergency": {"red_flag_level": "EMERGENCY", "booking": False, "handoff": False},
+    "emergency_across_turns": {"red_flag_level": "EMERGENCY", "booking": False},
     "urgent": {"red_flag_level": "URGENT", "booking": False},
     "negative_feedback": {"red_flag_level": "NONE", "negative_feedback": True, "booking": False},
     "helpful": {"red_flag_level": "NONE", "negative_feedback": False, "booking": False, "handoff": False, "fallback": False},

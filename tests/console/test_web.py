@@ -177,6 +177,15 @@ async def test_red_flag_filter_page_lists_only_red_flag_conversations(staff_clie
     assert response.status_code == 400
 
 
+async def test_transcript_shows_the_conversation_triage_with_the_message_each_finding_came_from(staff_client, conversations):
+    _, response = await staff_client.get("/console/transcript", params={"id": conversations["emergency_across_turns"]})
+    html = response.text
+    assert "Conversation triage after message 2" in html
+    assert 'class="badge level-emergency">EMERGENCY' in html
+    assert re.search(r"message 1: back pain — affirmed \((lexicon|semantic)\)", html)
+    assert re.search(r"message 2: saddle numbness — affirmed \((lexicon|semantic)\)", html)
+
+
 async def test_transcript_shows_markup_as_text(staff_client, conversations):
     _, response = await staff_client.get("/console/transcript", params={"id": conversations["markup"]})
     assert response.status_code == 200
