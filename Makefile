@@ -8,8 +8,9 @@ PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10.13/bin/pyth
 MODEL := models/pelvic-health.tar.gz
 # Rasa's training data. data/triage/ holds the triage rules, which are not Rasa training data.
 RASA_DATA := data/nlu data/rules data/responses
-# The triage code is loaded at run time, not baked into the model: changing it needs no retraining.
-TRAINING_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
+# The triage code and its rules and example phrases (data/triage/) are loaded at run time, not baked into the
+# model: changing them needs no retraining.
+TRAINING_INPUTS := config.yml domain.yml $(shell find $(RASA_DATA) -name '*.yml' 2>/dev/null)
 # The widget's socket.io client, installed from npm (package-lock.json) by `make widget`; never committed.
 WIDGET_VENDOR := widget/vendor/socket.io.min.js
 export TF_CPP_MIN_LOG_LEVEL ?= 2

@@ -263,6 +263,7 @@ class RedFlagTriage:
             "RESOLVED_BEFORE": context.get("resolved_before", []),
             "RESOLVED_AFTER": context.get("resolved_after", []),
             "INFORMATIONAL": context.get("informational_question", []),
+            "REPORTING_NOW": context.get("reporting_now", []),
         }
         self._cue_patterns = {kind: [self._compile(str(p)) for p in phrases] for kind, phrases in cue_patterns.items()}
 
@@ -465,7 +466,7 @@ class RedFlagTriage:
     def _cues(self, doc, covered: Set[int]) -> Dict[str, List[Tuple[int, int]]]:
         cues: Dict[str, List[Tuple[int, int]]] = {
             "NEGATION": [], "BREAK": [], "HYPOTHETICAL": [], "RESOLVED_BEFORE": [], "RESOLVED_AFTER": [],
-            "INFORMATIONAL": [],
+            "INFORMATIONAL": [], "REPORTING_NOW": [],
         }
         for match_id, start, end in self.cue_matcher(doc):
             kind = self.nlp.vocab.strings[match_id]
@@ -482,8 +483,14 @@ class RedFlagTriage:
         return cues
 
     def _informational_sentences(self, doc, sentence_of: List[int], cues) -> Set[int]:
-        """Questions that ask about a symptom in general, with no I/my/we: 'Can back problems cause numbness?'"""
+        """Questions that ask about a symptom in general, with no I/my/we: 'Can back problems cause numbness?'
+
+        None, when the message says it is happening to them ("in general, what does it mean if you can't
+        feel the paper when you wipe? asking because it's happening to me right now").
+        """
         informational: Set[int] = set()
+        if cues.get("REPORTING_NOW"):
+            return informational
         for start, _ in cues["INFORMATIONAL"]:
             sentence = sentence_of[start]
             words = [token for token in doc if sentence_of[token.i] == sentence]
@@ -522,7 +529,7 @@ class RedFlagTriage:
         ]
         if negations and any(_negation_reaches(doc, s, e, start, end) for s, e in negations):
             return NEGATED
-        if before("HYPOTHETICAL", self.hypothetical_window):
+        if before("HYPOTHETICAL", self.hypothetical_window) and not cues["REPORTING_NOW"]:
             return HYPOTHETICAL
         return AFFIRMED
 
@@ -571,7 +578,7 @@ class RedFlagTriage:
             inside = lambda kind: any(start <= s and e <= end for s, e in cues[kind])  # noqa: E731
             if inside("RESOLVED_BEFORE") or inside("RESOLVED_AFTER"):
                 return RESOLVED
-            if inside("HYPOTHETICAL"):
+            if inside("HYPOTHETICAL") and not cues["REPORTING_NOW"]:
                 return HYPOTHETICAL
             for token in doc[start:end]:
                 if token.lower_ == "no" and token.head.lemma_.lower() not in NOT_DENIED_AFTER_NO:
