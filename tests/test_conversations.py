@@ -1,6 +1,7 @@
 """End to end through the trained model: `rasa run` + action server, talking over the REST channel."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -226,11 +227,16 @@ def test_off_topic_reply_offers_the_clinic_and_the_button_gives_its_contact(new_
 
 
 # --- triage across the conversation (clinicbot/triage_policy.py) -------------------------------------------------
-def test_a_sign_in_a_later_message_gets_the_emergency_instruction_at_that_turn(chat, stack_env):
+def test_a_sign_in_a_later_message_gets_the_emergency_instruction_at_that_turn(chat, stack_env, stack_store):
     first = chat.texts("my lower back has been really sore since the weekend, can I still do kegels?")
     assert not any("911" in t for t in first)
     second = chat.texts("oh and something weird, I can't feel the toilet paper when I wipe")
     assert "call 911" in second[0]
+    # The follow-up queue lists it as an emergency, with the words from both messages.
+    events = [e for e in stack_store.list_triage_events() if e["conversation_id"] == chat.sender]
+    assert [e["level"] for e in events] == ["EMERGENCY"]
+    matched = json.loads(events[0]["matched"])
+    assert any("back" in words for words in matched) and any("wipe" in words for words in matched)
     # What staff see: the conversation's triage, with the turn each finding came from, in the tracker store.
     from clinicbot.storage import ConsoleStore
 
