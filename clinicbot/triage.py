@@ -583,7 +583,10 @@ class RedFlagTriage:
             for token in doc[start:end]:
                 if token.lower_ == "no" and token.head.lemma_.lower() not in NOT_DENIED_AFTER_NO:
                     return NEGATED
-                if token.dep_ == "neg" and token.lower_ != "never" and token.head.lemma_.lower() in DENYING_VERBS:
+                if token.lower_ == "never" and any(t.lower_ == "any" for t in doc[token.i + 1:min(end, token.i + 4)]):
+                    return NEGATED  # "I've never had any numbness" (but "never had that before" is new)
+                if (token.dep_ == "neg" and token.lower_ != "never" and token.head.lemma_.lower() in DENYING_VERBS
+                        and not _is_ability(token.head)):
                     return NEGATED
             return AFFIRMED
 
@@ -612,6 +615,7 @@ class TextNormaliser:
         if len(letters) >= 6 and sum(c.isupper() for c in letters) / len(letters) > 0.6:
             text = text.lower()
         text = _SHORTHAND_DURATION.sub(lambda m: f"{m.group(1)} {_SHORTHAND_UNITS[m.group(2)]}", text)
+        text = _DOUBLE_NEGATION.sub("I do", text)
         if self._pattern is not None:
             text = self._pattern.sub(lambda m: self.words[m.group(1).lower()], text)
         return text
@@ -620,6 +624,20 @@ class TextNormaliser:
 # Clinicians' and some patients' shorthand for durations: 2/52 = two weeks, 3/12 = three months, 5/7 = five days.
 _SHORTHAND_DURATION = re.compile(r"\b(\d{1,2})/(52|12|7)\b")
 _SHORTHAND_UNITS = {"52": "weeks", "12": "months", "7": "days"}
+# Double negation said as an idiom means yes: "I can't say I don't feel it", "it's not that I don't notice it".
+_DOUBLE_NEGATION = re.compile(
+    r"\b(?:i\s+)?(?:can'?t|cannot|couldn'?t)\s+say\s+(?:that\s+)?i\s+(?:don'?t|do\s+not)\b"
+    r"|\b(?:it'?s|it\s+is)\s+not\s+(?:like|that)\s+i\s+(?:don'?t|do\s+not)\b"
+    r"|\bit\s+isn'?t\s+(?:like|that)\s+i\s+(?:don'?t|do\s+not)\b",
+    re.IGNORECASE,
+)
+
+
+def _is_ability(verb) -> bool:
+    """'haven't been able to pee': a negated ability is the symptom, not a denial."""
+    following = verb.doc[verb.i + 1] if verb.i + 1 < len(verb.doc) else None
+    return any(child.lower_ in {"able", "unable"} for child in verb.children) or (
+        following is not None and following.lower_ in {"able", "unable"})
 
 
 def _negation_reaches(doc, cue_start: int, cue_end: int, start: int, end: int) -> bool:
