@@ -210,9 +210,13 @@ class TriageRules:
             used: List[str] = []
             for at_least, names in rule.requires:
                 found = [name for name in names if name in present]
-                # "Two signs" means two different things the patient said, not one clause read two ways.
+                # "Two signs" means two different things the patient said, not one clause read two ways (nor a
+                # phrase and the clause around it): each finding counted needs words of its own that contain no
+                # other finding's words.
                 said = {finding.words for name in found for finding in present[name]}
-                if len(found) < at_least or len(said) < at_least:
+                own = {w for w in said if not any(w != other and other in w for other in said)}
+                distinct = [name for name in found if any(finding.words in own for finding in present[name])]
+                if len(found) < at_least or (at_least > 1 and len(distinct) < at_least):
                     break
                 used.extend(found)
                 for name in found:
