@@ -81,20 +81,22 @@ class Finding:
     detector: str = LEXICON
     turn: int = 0
     score: Optional[float] = None  # the semantic detector's similarity to its closest example phrase
-    span: Tuple[int, int] = field(default=(0, 0), compare=False)  # token span in its message (not stored)
+    span: Tuple[int, int] = field(default=(0, 0), compare=False)  # token span in its message
 
     def as_dict(self) -> Dict[str, Any]:
         data = {"name": self.name, "status": self.status, "words": self.words, "detector": self.detector,
                 "turn": self.turn}
         if self.score is not None:
             data["score"] = round(self.score, 3)
+        if self.span != (0, 0):
+            data["span"] = list(self.span)
         return data
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any], turn: Optional[int] = None) -> "Finding":
         return cls(name=data["name"], status=data["status"], words=data.get("words", ""),
                    detector=data.get("detector", LEXICON), turn=data.get("turn", 0) if turn is None else turn,
-                   score=data.get("score"))
+                   score=data.get("score"), span=tuple(data.get("span") or (0, 0)))
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,29 @@ class _Cues:
     hypothetical: List[List[Set[str]]] = field(default_factory=list)
     resolved_before: List[List[Set[str]]] = field(default_factory=list)
     resolved_after: List[List[Set[str]]] = field(default_factory=list)
+
+
+def _separately_said(names: Sequence[str], present: Dict[str, List[Finding]]) -> int:
+    """How many of these findings rest on different words: "two signs" means two things the patient said, not
+    one clause read two ways, nor a phrase and the clause around it. Each finding, narrowest words first, counts
+    when some mention of it does not overlap the words already counted."""
+    def width(finding: Finding) -> int:
+        return finding.span[1] - finding.span[0] if finding.span != (0, 0) else len(finding.words.split())
+
+    def overlaps(a: Finding, b: Finding) -> bool:
+        if a.turn != b.turn:
+            return False
+        if a.span == (0, 0) or b.span == (0, 0):
+            return a.words == b.words
+        return a.span[0] < b.span[1] and b.span[0] < a.span[1]
+
+    counted: List[Finding] = []
+    for name in sorted(names, key=lambda n: min(width(f) for f in present[n])):
+        for finding in sorted(present[name], key=width):
+            if not any(overlaps(finding, other) for other in counted):
+                counted.append(finding)
+                break
+    return len(counted)
 
 
 class TriageRules:
@@ -182,20 +207,22 @@ class TriageRules:
         Within a turn a present mention wins over a negated one (the lexicon and the semantic detector
         may disagree about one clause; a missed emergency costs more than a false alarm).
         """
-        state: Dict[str, Finding] = {}
+        state: Dict[str, List[Finding]] = {}  # finding -> its mentions in the turn that last spoke of it
         for index, findings in enumerate(turns):
-            this_turn: Dict[str, Finding] = {}
+            this_turn: Dict[str, List[Finding]] = {}
             for finding in findings:
-                current = this_turn.get(finding.name)
-                if finding.status == AFFIRMED or finding.status in RETRACTING and (current is None or current.status != AFFIRMED):
-                    this_turn[finding.name] = finding
-            for name, finding in this_turn.items():
-                earlier = state.get(name)
-                if (finding.status != AFFIRMED and name in self.kept_across_turns and earlier is not None
-                        and earlier.status == AFFIRMED and index > 0):
-                    continue
-                state[name] = finding
-        present = {name: [finding] for name, finding in state.items() if finding.status == AFFIRMED}
+                this_turn.setdefault(finding.name, []).append(finding)
+            for name, mentions in this_turn.items():
+                affirmed = [f for f in mentions if f.status == AFFIRMED]
+                retracting = [f for f in mentions if f.status in RETRACTING]
+                if affirmed:
+                    state[name] = affirmed
+                elif retracting:
+                    earlier = state.get(name)
+                    if name in self.kept_across_turns and earlier and earlier[0].status == AFFIRMED and index > 0:
+                        continue
+                    state[name] = retracting[:1]
+        present = {name: mentions for name, mentions in state.items() if mentions[0].status == AFFIRMED}
         history = tuple(finding for findings in turns for finding in findings)
         result = self.decide(present)
         return TriageResult(level=result.level, rules=result.rules, matched=result.matched, findings=result.findings,
@@ -210,13 +237,7 @@ class TriageRules:
             used: List[str] = []
             for at_least, names in rule.requires:
                 found = [name for name in names if name in present]
-                # "Two signs" means two different things the patient said, not one clause read two ways (nor a
-                # phrase and the clause around it): each finding counted needs words of its own that contain no
-                # other finding's words.
-                said = {finding.words for name in found for finding in present[name]}
-                own = {w for w in said if not any(w != other and other in w for other in said)}
-                distinct = [name for name in found if any(finding.words in own for finding in present[name])]
-                if len(found) < at_least or (at_least > 1 and len(distinct) < at_least):
+                if len(found) < at_least or (at_least > 1 and _separately_said(found, present) < at_least):
                     break
                 used.extend(found)
                 for name in found:
@@ -562,7 +583,8 @@ class RedFlagTriage:
                         status = next(st for st in STATUS_STRENGTH if any(m.status == st for m in mentions))
                         shown = mentions
                     words = " ... ".join(m.text for m in sorted(shown, key=lambda m: m.start))
-                    found.append(Finding(name=name, status=status, words=words, detector=LEXICON, turn=turn))
+                    found.append(Finding(name=name, status=status, words=words, detector=LEXICON, turn=turn,
+                                         span=(min(m.start for m in shown), max(m.end for m in shown))))
                     if status != AFFIRMED:
                         denied.append((name, min(m.start for m in mentions), max(m.end for m in mentions)))
         return found, denied
