@@ -29,6 +29,26 @@ class ActionHandoff(Action):
         return []
 
 
+class ActionFlagSafeguarding(Action):
+    """After a safeguarding reply (given by the Rasa server): put the conversation in staff's follow-up queue.
+
+    Silent to the patient: the reply has already told them the clinic team knows. The note says what kind of
+    disclosure it was, not the patient's words (they stay in the transcript, behind the console's sign-in).
+    """
+
+    def name(self) -> Text:
+        return "action_flag_safeguarding"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict]:
+        kinds = ((tracker.latest_message or {}).get("triage") or {}).get("safeguarding") or []
+        note = "Safeguarding: " + (", ".join(kinds) or "disclosure earlier in the conversation").replace("_", " ")
+        try:
+            default_store().record_handoff(tracker.sender_id, channel_of(tracker), note)
+        except Exception:  # the patient already has the helplines; the transcript still shows the disclosure
+            logger.exception("Could not flag conversation %s for safeguarding follow-up", tracker.sender_id)
+        return []
+
+
 def last_answered_topic(tracker: Tracker) -> Optional[str]:
     """The FAQ topic of the last answer the bot gave (bot events carry the response name)."""
     for event in reversed(tracker.events):

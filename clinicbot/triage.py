@@ -108,6 +108,7 @@ class TriageResult:
     suppressed: Tuple[str, ...] = ()  # alarming words that did not count, with why ("numbness: negated")
     # Every finding seen, with status, detector and turn: what the conversation carries forward.
     details: Tuple[Finding, ...] = ()
+    safeguarding: Tuple[str, ...] = ()  # disclosures that need a safeguarding reply (abuse, self_harm, ...)
 
     @property
     def rule(self) -> Optional[str]:
@@ -122,6 +123,7 @@ class TriageResult:
             "findings": list(self.findings),
             "suppressed": list(self.suppressed),
             "details": [finding.as_dict() for finding in self.details],
+            "safeguarding": list(self.safeguarding),
         }
 
 
@@ -180,6 +182,10 @@ class TriageRules:
                 if finding not in self.findings:
                     raise ValueError(f"safety net {name!r} uses unknown finding {finding!r}")
             self.findings.add(net["yes_means"])  # raised by the patient's answer, not by words
+        self.safeguarding: Dict[str, str] = dict(config.get("safeguarding") or {})  # finding -> response
+        unknown = set(self.safeguarding) - self.findings
+        if unknown:
+            raise ValueError(f"safeguarding uses unknown findings {sorted(unknown)}")
         self.rules: List[_Rule] = []
         for rule in config["rules"]:
             requires = []
@@ -227,7 +233,7 @@ class TriageRules:
         result = self.decide(present)
         return TriageResult(level=result.level, rules=result.rules, matched=result.matched, findings=result.findings,
                             suppressed=tuple(f"{f.words}: {f.status}" for f in history if f.status != AFFIRMED),
-                            details=history)
+                            details=history, safeguarding=tuple(n for n in self.safeguarding if n in present))
 
     def decide(self, present: Dict[str, List[Finding]]) -> TriageResult:
         """The rules over present findings (name -> the mentions that show it); the highest level wins."""
@@ -448,7 +454,7 @@ class RedFlagTriage:
         result = self.combine([details])
         suppressed = tuple(sorted({f"{m.text}: {m.status}" for m in terms if m.status != AFFIRMED}))
         return TriageResult(level=result.level, rules=result.rules, matched=result.matched, findings=result.findings,
-                            suppressed=suppressed, details=tuple(details))
+                            suppressed=suppressed, details=tuple(details), safeguarding=result.safeguarding)
 
     def _canon(self, token) -> str:
         lower = self.spellings.get(token.lower_, token.lower_)

@@ -12,7 +12,9 @@ findings of all the conversation's messages with the same rules (clinicbot/triag
 3. when a message suggests a sign without establishing it (back pain and "my legs feel funny"), answers
    what they asked and then asks one safety-net question with Yes/No buttons (once per conversation); Yes
    counts as the sign, No is recorded and the conversation carries on;
-4. records the conversation's triage (level, rules, each finding with its turn, status and detector) in the
+4. when the patient discloses self-harm, abuse or sexual assault, replies first with warmth and the right
+   helplines (once per conversation and kind), then any red-flag advice, and flags the conversation for staff;
+5. records the conversation's triage (level, rules, each finding with its turn, status and detector) in the
    `triage_conversation` slot, so it is in the tracker store, survives a restart and staff see it.
 
 It needs neither the action server nor the database, like the per-message emergency instruction. It predicts
@@ -115,6 +117,12 @@ class ConversationTriagePolicy(Policy):
                 if not plan:
                     plan = ["utter_faq"] if intent == "faq" else []
                 plan = [step for step in plan if step != "utter_offer_booking"] + [question]
+        safeguarding = self._safeguarding_replies(result, events[:user_index])
+        if safeguarding:
+            # Warmth and the helplines come first, then any red-flag advice; the conversation is flagged for staff.
+            loop = [tracker.active_loop_name] if tracker.active_loop_name else []
+            advice = [step for step in plan if step not in ("utter_offer_booking", tracker.active_loop_name)]
+            plan = safeguarding + advice + ["action_flag_safeguarding"] + loop
         done = [e.action_name for e in events[user_index + 1:]
                 if isinstance(e, ActionExecuted) and e.action_name not in IGNORED_ACTIONS]
         record = []
@@ -153,6 +161,12 @@ class ConversationTriagePolicy(Policy):
             if suggested and set(net.get("when_any", [])) & present and net["asks"] not in asked:
                 return net["asks"]
         return None
+
+    def _safeguarding_replies(self, result, before) -> List[str]:
+        """The safeguarding replies a disclosure in this conversation needs and has not had yet."""
+        given = {e.action_name for e in before if isinstance(e, ActionExecuted)}
+        replies = [self.rules.safeguarding[name] for name in result.safeguarding]
+        return [reply for reply in replies if reply not in given]
 
     @staticmethod
     def _plan(level: str, message_level: str, advised: str, intent: Optional[str], active_loop: Optional[str]) -> List[str]:

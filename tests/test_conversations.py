@@ -266,3 +266,17 @@ def test_a_suggested_sign_gets_one_safety_question_and_a_typed_yes_gets_the_emer
     chat.texts("my back has been aching since yesterday and my legs feel kind of funny")
     reply = chat.texts("no")
     assert "reassuring" in reply[0] and not any("call 911 now" in t.lower() for t in reply)
+
+
+def test_a_self_harm_disclosure_gets_warmth_the_helpline_and_a_staff_flag(chat, stack_store):
+    texts = chat.texts("the pain is so bad some nights I just want to end my life")
+    assert "988" in texts[0] and "glad you told me" in texts[0]
+    assert not any("outside what I can help with" in t for t in texts)
+    with stack_store.engine.connect() as connection:
+        notes = connection.exec_driver_sql("SELECT note FROM handoffs WHERE conversation_id = ?", (chat.sender,)).scalars().all()
+    assert notes == ["Safeguarding: self harm"]
+
+
+def test_a_denied_thought_gets_no_safeguarding_reply(chat):
+    texts = chat.texts("I'm not suicidal or anything, I just want to know why sex hurts")
+    assert not any("988" in t for t in texts)

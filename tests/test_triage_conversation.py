@@ -217,3 +217,27 @@ def test_policy_asks_one_safety_net_question_when_a_sign_is_only_suggested(polic
     later = denied + [ActionExecuted("utter_safety_net_no"), ActionExecuted("action_listen"),
                       user(triage, "my legs still feel funny and my back aches")]
     assert predicted(policy, domain, later)[0] != "utter_ask_cauda_equina_signs"
+
+
+# -- safeguarding --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, kinds", [
+    ("some nights I just want to kill myself", ("self_harm",)),
+    ("my husband hits me when I say no to sex", ("abuse",)),
+    ("I was raped last year and sex has hurt ever since", ("sexual_assault",)),
+    ("I'm not suicidal, I just want the pain to stop", ()),
+    ("what are the signs of domestic abuse? I'm making a leaflet for the waiting room", ()),
+    ("why does my back hurt after sex", ()),
+])
+def test_safeguarding_disclosures_are_recognised_and_negations_are_not(triage, text, kinds):
+    assert triage.assess(text).safeguarding == kinds
+
+
+def test_policy_answers_a_disclosure_with_the_helplines_first_and_flags_it_once(policy, domain, triage):
+    events = [ActionExecuted("action_listen"), user(triage, "honestly some days I want to end my life", intent="out_of_scope")]
+    assert predicted(policy, domain, events)[0] == "utter_safeguarding_self_harm"
+    events.append(ActionExecuted("utter_safeguarding_self_harm"))
+    assert predicted(policy, domain, events)[0] == "action_flag_safeguarding"
+    events.append(ActionExecuted("action_flag_safeguarding"))
+    assert predicted(policy, domain, events)[0] == "action_listen"
+    events += [ActionExecuted("action_listen"), user(triage, "what is vaginismus")]
+    assert predicted(policy, domain, events)[0] is None  # given once; ordinary questions go on as usual
