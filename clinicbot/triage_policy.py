@@ -134,7 +134,7 @@ class ConversationTriagePolicy(Policy):
             return self._abstain(domain, record)
         if len(done) < len(plan):
             return self._predict(domain, plan[len(done)], record)
-        if plan[-1] == "booking_form":
+        if plan[-1] in domain.form_names:
             return self._abstain(domain, record)  # the form and its rules take over
         return self._predict(domain, ACTION_LISTEN_NAME, record)
 
