@@ -416,6 +416,8 @@ from typing import Sequence as _Sequence, Set as _Set, Tuple as _Tuple
 
 from sqlalchemy import JSON as _JSON, and_, case, cast, distinct, or_, type_coerce
 
+from clinicbot.triage import ADVICE_RESPONSES
+
 # Rasa's tracker store table, exactly as rasa.core.tracker_store.SQLTrackerStore declares it. It is NOT
 # in `metadata`: Rasa creates and writes it, Alembic leaves it alone; the console reads it and the
 # retention command deletes whole conversations from it.
@@ -436,14 +438,6 @@ RED_FLAG_INTENT_LEVELS = {
     "red_flag_emergency": "EMERGENCY",
     "red_flag_urgent": "URGENT",
     "red_flag_booking": "BOOKING",
-}
-# Advice the bot gave. The conversation-level triage (clinicbot/triage_policy.py) can give it for a message
-# whose own intent is not a red flag ("my back hurts" ... "and I can't feel it when I wipe").
-ADVICE_ACTION_LEVELS = {
-    "utter_triage_emergency": "EMERGENCY",
-    "utter_triage_emergency_reminder": "EMERGENCY",
-    "utter_triage_urgent": "URGENT",
-    "utter_triage_booking": "BOOKING",
 }
 LEVEL_RANKS = {"NONE": 0, "BOOKING": 1, "URGENT": 2, "EMERGENCY": 3}
 RANK_LEVELS = {rank: level for level, rank in LEVEL_RANKS.items()}
@@ -593,8 +587,10 @@ class ConsoleStore(Store):
         is_user = events.c.type_name == "user"
         red_flag_rank = case(
             *[(events.c.intent_name == intent, LEVEL_RANKS[level]) for intent, level in RED_FLAG_INTENT_LEVELS.items()],
+            # Advice the bot gave: the conversation-level triage gives it for a message whose own intent is no
+            # red flag ("my back hurts" ... "and I can't feel it when I wipe").
             *[(and_(events.c.type_name == "action", events.c.action_name == action), LEVEL_RANKS[level])
-              for action, level in ADVICE_ACTION_LEVELS.items()],
+              for action, level in ADVICE_RESPONSES.items()],
             else_=0,
         )
         turns = func.sum(case((is_user, 1), else_=0))

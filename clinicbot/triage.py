@@ -33,6 +33,13 @@ import yaml
 
 LEVELS = ("EMERGENCY", "URGENT", "BOOKING", "NONE")  # highest first
 LEVEL_RANK = {level: rank for rank, level in enumerate(reversed(LEVELS))}  # NONE=0 ... EMERGENCY=3
+# The bot's responses that give a level's advice (domain.yml); the dialogue policy and the console read them.
+ADVICE_RESPONSES = {
+    "utter_triage_emergency": "EMERGENCY",
+    "utter_triage_emergency_reminder": "EMERGENCY",
+    "utter_triage_urgent": "URGENT",
+    "utter_triage_booking": "BOOKING",
+}
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "data" / "triage" / "red_flags.yml"
 

@@ -35,18 +35,11 @@ from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from clinicbot.triage import AFFIRMED, LEVEL_RANK, NEGATED, Finding, TriageRules
+from clinicbot.triage import ADVICE_RESPONSES as ADVICE_ACTIONS, AFFIRMED, LEVEL_RANK, NEGATED, Finding, TriageRules
 
 SAFETY_NET = "safety_net"  # the detector of a finding the patient confirmed or denied by answering a question
 
 CONVERSATION_SLOT = "triage_conversation"
-# Bot actions that tell the patient a level's advice.
-ADVICE_ACTIONS = {
-    "utter_triage_emergency": "EMERGENCY",
-    "utter_triage_emergency_reminder": "EMERGENCY",
-    "utter_triage_urgent": "URGENT",
-    "utter_triage_booking": "BOOKING",
-}
 ADVICE_PLANS = {
     "EMERGENCY": ["utter_triage_emergency", "action_triage_followup"],
     "URGENT": ["utter_triage_urgent", "action_triage_followup", "utter_offer_booking"],
