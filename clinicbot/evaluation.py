@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Tuple
 import yaml
 
 from clinicbot.settings import PROJECT_ROOT
-from clinicbot.triage import LEVELS
+from clinicbot.triage import LEVEL_RANK, LEVELS
 
 TRIAGE_DIR = PROJECT_ROOT / "tests" / "triage"
 # Written in session 1; the rules were tuned on both, so they measure memory, not generalisation.
@@ -34,7 +34,6 @@ BLIND_SETS = {
     "set2-test": TRIAGE_DIR / "blind2" / "test",
 }
 BLIND_HALVES = tuple(BLIND_SETS)
-RANK = {level: rank for rank, level in enumerate(reversed(LEVELS))}  # NONE=0 ... EMERGENCY=3
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> Tuple[float, float]:
@@ -61,16 +60,20 @@ def blind_message_report(items: List[Dict], predict) -> List[str]:
     for level, what in (("EMERGENCY", "EMERGENCY recall"), ("URGENT", "URGENT-or-higher on URGENT"),
                         ("BOOKING", "BOOKING-or-higher on BOOKING")):
         group = [p for e, p in pairs if e == level]
-        enough = sum(1 for p in group if RANK[p] >= RANK[level])
+        enough = sum(1 for p in group if LEVEL_RANK[p] >= LEVEL_RANK[level])
         lines.append(f"- {what}: {_rate(enough, len(group))}")
     calm = [p for e, p in pairs if e == "NONE"]
     alarms = sum(1 for p in calm if p in ("URGENT", "EMERGENCY"))
     lines.append(f"- urgent/emergency false alarms on NONE: {_rate(alarms, len(calm))}")
     lines.append(f"- any red flag on NONE: {_rate(sum(1 for p in calm if p != 'NONE'), len(calm))}")
     lines.append(f"- exact level: {_rate(sum(e == p for e, p in pairs), len(pairs))}")
+    return lines + level_table(pairs)
+
+
+def level_table(pairs: List[Tuple[str, str]]) -> List[str]:
+    """Precision and recall per level as a markdown table, then the confusions."""
     scores = per_level_scores(pairs)
-    lines.append("| level | precision | recall | support |")
-    lines.append("|---|---|---|---|")
+    lines = ["| level | precision | recall | support |", "|---|---|---|---|"]
     for level in LEVELS:
         s = scores[level]
         lines.append(f"| {level} | {s['precision']:.1%} | {s['recall']:.1%} | {int(s['support'])} |")
@@ -89,7 +92,7 @@ def blind_conversation_report(conversations: List[Dict], predict_turns) -> List[
         predicted = predict_turns([turn["text"] for turn in conversation["turns"]])
         turns_total += len(expected)
         turns_right += sum(e == p for e, p in zip(expected, predicted))
-        turns_safe += sum(RANK[p] >= RANK[e] for e, p in zip(expected, predicted))
+        turns_safe += sum(LEVEL_RANK[p] >= LEVEL_RANK[e] for e, p in zip(expected, predicted))
         whole_right += all(e == p for e, p in zip(expected, predicted))
         if "EMERGENCY" in expected:
             emergency_convs += 1
@@ -104,10 +107,10 @@ def blind_conversation_report(conversations: List[Dict], predict_turns) -> List[
     ]
 
 
-def blind_report(halves=BLIND_HALVES) -> str:
-    from clinicbot.triage import default_triage
+def blind_report(halves=BLIND_HALVES, semantic: bool = True) -> str:
+    from clinicbot.triage import RedFlagTriage
 
-    triage = default_triage()
+    triage = RedFlagTriage.load(semantic=semantic)
     lines: List[str] = []
     for half in halves:
         prefix = BLIND_SETS[half]
@@ -151,17 +154,9 @@ def triage_report() -> str:
     for name, path in TRIAGE_SETS.items():
         items = yaml.safe_load(path.read_text(encoding="utf-8"))
         pairs = [(item["level"], triage.assess(item["text"]).level) for item in items]
-        scores = per_level_scores(pairs)
         accuracy = sum(e == p for e, p in pairs) / len(pairs)
         lines.append(f"\nTriage, {name}: {len(items)} messages, accuracy {accuracy:.1%}")
-        lines.append("| level | precision | recall | support |")
-        lines.append("|---|---|---|---|")
-        for level in LEVELS:
-            s = scores[level]
-            lines.append(f"| {level} | {s['precision']:.1%} | {s['recall']:.1%} | {int(s['support'])} |")
-        errors = Counter((e, p) for e, p in pairs if e != p)
-        if errors:
-            lines.append("confusions (expected -> predicted): " + ", ".join(f"{e}->{p} x{n}" for (e, p), n in errors.most_common()))
+        lines += level_table(pairs)
     return "\n".join(lines)
 
 
@@ -240,6 +235,7 @@ def main() -> None:
     nlu.add_argument("results", type=Path)
     triage = sub.add_parser("triage")
     triage.add_argument("--set", dest="half", choices=BLIND_HALVES, action="append", help="blind set to score (default: all)")
+    triage.add_argument("--no-semantic", action="store_true", help="word list only: what the semantic detector adds")
     thresholds = sub.add_parser("thresholds")
     thresholds.add_argument("model", type=Path)
     args = parser.parse_args()
@@ -248,7 +244,7 @@ def main() -> None:
     elif args.command == "thresholds":
         print(threshold_report(args.model))
     else:
-        print(blind_report(tuple(args.half or BLIND_HALVES)))
+        print(blind_report(tuple(args.half or BLIND_HALVES), semantic=not args.no_semantic))
         print(triage_report())
 
 
