@@ -24,7 +24,7 @@ mention that negates or resolves a finding retracts it; the rules run over what 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import replace, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
@@ -58,6 +58,11 @@ AFFIRMED, NEGATED, HYPOTHETICAL, RESOLVED = "affirmed", "negated", "hypothetical
 STATUS_STRENGTH = (NEGATED, RESOLVED, HYPOTHETICAL)
 # A later turn that says this about a finding retracts it; a hypothetical question does not.
 RETRACTING = {NEGATED, RESOLVED}
+# Words that put a sentence in the present, or in the past (RedFlagTriage._past_and_over).
+PRESENT_NOW = {"now", "today", "tonight", "still", "currently", "anymore", "again", "lately", "recently"}
+PAST_WORDS = {"could", "had", "was", "were", "did"}
+# A message that corrects an earlier one (red_flags.yml `clarification` and `clarified_away`).
+CLARIFIES_EARLIER = "clarifies_earlier"
 LEXICON, SEMANTIC = "lexicon", "semantic"
 # "no feeling", "no control": the symptom, not its denial ("no matter how hard I push": neither).
 # "I haven't lost/wet/leaked", "it isn't numb": a denial. "I've never had that before" is no denial either.
@@ -183,6 +188,7 @@ class TriageRules:
     def __init__(self, config: Dict[str, Any]) -> None:
         self.findings = set(config["findings"])
         self.kept_across_turns = set((config.get("context") or {}).get("kept_across_turns") or [])
+        self.clarified_away = set((config.get("context") or {}).get("clarified_away") or [])
         self.safety_nets: Dict[str, Dict[str, Any]] = dict(config.get("safety_net") or {})
         for name, net in self.safety_nets.items():
             for finding in [net["suggested_by"], *net.get("when_any", [])]:
@@ -193,6 +199,8 @@ class TriageRules:
         unknown = set(self.safeguarding) - self.findings
         if unknown:
             raise ValueError(f"safeguarding uses unknown findings {sorted(unknown)}")
+        # rule -> the response that adds "see your doctor" to the booking advice
+        self.see_doctor: Dict[str, str] = dict(config.get("see_doctor") or {})
         self.rules: List[_Rule] = []
         for rule in config["rules"]:
             requires = []
@@ -202,6 +210,9 @@ class TriageRules:
                 else:
                     requires.append((1, list(entry)))
             self.rules.append(_Rule(name=rule["name"], level=rule["level"], requires=requires))
+        unknown = set(self.see_doctor) - {rule.name for rule in self.rules}
+        if unknown:
+            raise ValueError(f"see_doctor names unknown rules {sorted(unknown)}")
         for rule in self.rules:
             if rule.level not in LEVELS:
                 raise ValueError(f"rule {rule.name!r} has unknown level {rule.level!r}")
@@ -221,10 +232,22 @@ class TriageRules:
         may disagree about one clause; a missed emergency costs more than a false alarm).
         """
         state: Dict[str, List[Finding]] = {}  # finding -> its mentions in the turn that last spoke of it
+        taken_back: List[Finding] = []  # signs a clarifying message took back without naming them
         for index, findings in enumerate(turns):
             this_turn: Dict[str, List[Finding]] = {}
             for finding in findings:
                 this_turn.setdefault(finding.name, []).append(finding)
+            clarifying = [f for f in this_turn.get(CLARIFIES_EARLIER, []) if f.status == AFFIRMED]
+            if clarifying and index > 0:
+                # "Sorry, badly worded: I HAD that years ago." The earlier signs it does not affirm again go.
+                for name in sorted(self.clarified_away):
+                    earlier = state.get(name)
+                    if earlier and earlier[0].status == AFFIRMED and not any(
+                            f.status == AFFIRMED for f in this_turn.get(name, [])):
+                        retraction = Finding(name=name, status=RESOLVED, words=clarifying[0].words,
+                                             detector=clarifying[0].detector, turn=index, span=clarifying[0].span)
+                        state[name] = [retraction]
+                        taken_back.append(retraction)
             for name, mentions in this_turn.items():
                 affirmed = [f for f in mentions if f.status == AFFIRMED]
                 retracting = [f for f in mentions if f.status in RETRACTING]
@@ -236,7 +259,7 @@ class TriageRules:
                         continue
                     state[name] = retracting[:1]
         present = {name: mentions for name, mentions in state.items() if mentions[0].status == AFFIRMED}
-        history = tuple(finding for findings in turns for finding in findings)
+        history = tuple(finding for findings in turns for finding in findings) + tuple(taken_back)
         result = self.decide(present)
         return TriageResult(level=result.level, rules=result.rules, matched=result.matched, findings=result.findings,
                             suppressed=tuple(f"{f.words}: {f.status}" for f in history if f.status != AFFIRMED),
@@ -448,6 +471,7 @@ class RedFlagTriage:
             for term, start, end in kept
         ]
         details, denied = self._findings(terms, turn)
+        details = self._clarification(details, cues)
         if self.semantic is not None:
             for finding in self.semantic.detect(doc, self._semantic_status(doc, sentence_of, cues, informational), turn):
                 # Where the word list read the same words as negated, resolved or hypothetical, it wins: it
@@ -458,6 +482,7 @@ class RedFlagTriage:
                 ):
                     continue
                 details.append(finding)
+        details = self._past_and_over(doc, details, cues, sentence_of)
         result = self.combine([details])
         suppressed = tuple(sorted({f"{m.text}: {m.status}" for m in terms if m.status != AFFIRMED}))
         return TriageResult(level=result.level, rules=result.rules, matched=result.matched, findings=result.findings,
@@ -484,6 +509,12 @@ class RedFlagTriage:
         an age counts only from 50 ("I'm 58", "52 m"), not "I'm 7 weeks pregnant".
         """
         span = doc[start:end]
+        if term == "back":
+            # "the feeling came back", "back to normal", "back then": not the body part.
+            before = doc[start - 1].lemma_.lower() if start > 0 else ""
+            after = " ".join(t.lower_ for t in doc[end:end + 2])
+            return before not in {"come", "go", "get", "bring", "give", "call", "write", "text", "ring"} and not (
+                after.startswith("then") or after.startswith("to normal"))
         if term == "age":
             values = [_number_value(token.lower_) for token in span]
             following = doc[end].lower_ if end < len(doc) else ""
@@ -602,6 +633,42 @@ class RedFlagTriage:
                         denied.append((name, min(m.start for m in mentions), max(m.end for m in mentions)))
         return found, denied
 
+    def _past_and_over(self, doc, details: List[Finding], cues, sentence_of: List[int]) -> List[Finding]:
+        """A story about the past that says it is over ("In 2015 I couldn't feel my bum and lost control of my
+        bladder. Had surgery, all fixed now."): the signs told in the past tense are resolved, although the
+        cue is sentences away from them. Needs both a time in the past (a year, "years ago", "as a child") and
+        a cue that it is over ("fixed now", "back to normal"); a sentence that says now, today or still keeps its
+        sign ("I had surgery years ago, fine since, but today I can't feel my bum")."""
+        over = bool(cues["RESOLVED_AFTER"])
+        anchored = bool(cues["RESOLVED_BEFORE"]) or any(
+            token.is_digit and len(token.text) == 4 and 1950 <= int(token.text) <= 2035 for token in doc)
+        if not (over and anchored):
+            return details
+        signs = self.rule_book.clarified_away
+        result = []
+        for finding in details:
+            if finding.name in signs and finding.status == AFFIRMED and finding.span != (0, 0):
+                sentence = [t for t in doc if sentence_of[t.i] == sentence_of[finding.span[0]]]
+                now = any(t.lower_ in PRESENT_NOW for t in sentence)
+                past = any(t.tag_ == "VBD" or t.lower_ in PAST_WORDS for t in sentence)
+                if past and not now:
+                    finding = replace(finding, status=RESOLVED)
+            result.append(finding)
+        return result
+
+    @staticmethod
+    def _clarification(details: List[Finding], cues) -> List[Finding]:
+        """A correction counts only with a cue that the thing is past, situational or not theirs ("sorry, I
+        meant years ago", "to be clear, it went away"), never on its own: "I meant both legs" takes nothing back.
+        However it was read (negated after "no no sorry"), a correction with such a cue is affirmed."""
+        corrections = [f for f in details if f.name == CLARIFIES_EARLIER]
+        if not corrections:
+            return details
+        rest = [f for f in details if f.name != CLARIFIES_EARLIER]
+        if not (cues["RESOLVED_BEFORE"] or cues["RESOLVED_AFTER"]):
+            return rest
+        return rest + [replace(corrections[0], status=AFFIRMED)]
+
     def _semantic_status(self, doc, sentence_of: List[int], cues, informational: Set[int]):
         """The status of a clause the semantic detector matched, from the lexicon's cues and the parse.
 
@@ -655,6 +722,7 @@ class TextNormaliser:
             text = text.lower()
         text = _SHORTHAND_DURATION.sub(lambda m: f"{m.group(1)} {_SHORTHAND_UNITS[m.group(2)]}", text)
         text = _DOUBLE_NEGATION.sub("I do", text)
+        text = _HEDGED_NEGATION.sub(lambda m: f"I nearly {m.group(1)}", text)
         if self._pattern is not None:
             text = self._pattern.sub(lambda m: self.words[m.group(1).lower()], text)
         return text
@@ -668,6 +736,12 @@ _DOUBLE_NEGATION = re.compile(
     r"\b(?:i\s+)?(?:can'?t|cannot|couldn'?t)\s+say\s+(?:that\s+)?i\s+(?:don'?t|do\s+not)\b"
     r"|\b(?:it'?s|it\s+is)\s+not\s+(?:like|that)\s+i\s+(?:don'?t|do\s+not)\b"
     r"|\bit\s+isn'?t\s+(?:like|that)\s+i\s+(?:don'?t|do\s+not)\b",
+    re.IGNORECASE,
+)
+
+# "I wouldn't say I can't feel anything ... but it's not normal": a hedge on a symptom, which stays a symptom.
+_HEDGED_NEGATION = re.compile(
+    r"\b(?:i\s+)?(?:wouldn'?t|would\s+not|couldn'?t)\s+say\s+(?:that\s+)?i\s+(can'?t|cannot|have\s+no|don'?t\s+have\s+any)\b",
     re.IGNORECASE,
 )
 

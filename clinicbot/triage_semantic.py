@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -43,6 +43,9 @@ class _FindingExamples:
     like_text: List[str]
     unlike: Optional[np.ndarray]
     threshold: float
+    classifier: Any = None  # when the file asks for one: logistic regression over the phrases' vectors
+    more_like: Optional[np.ndarray] = None  # other authors' phrases: training data for the classifier only
+    more_unlike: Optional[np.ndarray] = None
 
 
 class MiniLMEncoder:
@@ -86,13 +89,42 @@ class SemanticFindingDetector:
         for name, spec in (config.get("findings") or {}).items():
             like = [str(p) for p in spec.get("like") or []]
             unlike = [str(p) for p in spec.get("unlike") or []]
-            if not like:
+            more_like = list(spec.get("more_like") or [])
+            more_unlike = list(spec.get("more_unlike") or [])
+            if not like and not more_like:
                 continue
             self.examples[name] = _FindingExamples(
-                like=encoder.encode(like), like_text=like,
+                like=encoder.encode(like) if like else np.zeros((0, 384), dtype=np.float32), like_text=like,
                 unlike=encoder.encode(unlike) if unlike else None,
                 threshold=float(spec.get("threshold", default_threshold)),
+                more_like=encoder.encode(more_like) if more_like else None,
+                more_unlike=encoder.encode(more_unlike) if more_unlike else None,
             )
+
+        learned = config.get("learned") or {}
+        if learned:
+            self._train(learned)
+
+    def _train(self, learned: Dict) -> None:
+        """One logistic regression per finding: its `like` phrases against its `unlike` phrases and the other
+        findings' phrases (except findings of the same family, which may share wording)."""
+        from sklearn.linear_model import LogisticRegression
+
+        families = [set(family) for family in learned.get("families") or []]
+        self.probability = float(learned.get("probability", 0.5))
+        def phrases(*arrays) -> np.ndarray:
+            return np.vstack([a for a in arrays if a is not None and len(a)])
+
+        for name, examples in self.examples.items():
+            family = next((f for f in families if name in f), {name})
+            positive = phrases(examples.like, examples.more_like)
+            negative = phrases(examples.unlike, examples.more_unlike, *(
+                phrases(other.like, other.more_like) for other_name, other in self.examples.items()
+                if other_name not in family))
+            features = np.vstack([positive, negative])
+            labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+            model = LogisticRegression(C=float(learned.get("C", 4.0)), class_weight="balanced", max_iter=2000)
+            examples.classifier = model.fit(features, labels)
 
     @property
     def finding_names(self) -> List[str]:
@@ -100,7 +132,11 @@ class SemanticFindingDetector:
 
     @classmethod
     def load(cls, path: Path = DEFAULT_EXEMPLARS_PATH, encoder=None) -> "SemanticFindingDetector":
-        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        path = Path(path)
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        folder = config.get("more_examples_in")
+        if folder:
+            config = with_author_examples(config, sorted((path.parent / folder).glob("*.yml")))
         return cls(encoder or _shared_encoder(), config)
 
     def detect(self, doc, status_of: Callable[[int, int], str], turn: int = 0) -> List[Finding]:
@@ -110,14 +146,18 @@ class SemanticFindingDetector:
         vectors = self.encoder.encode([doc[start:end].text for start, end in segments])
         found: List[Finding] = []
         for name, examples in self.examples.items():
-            like_scores = vectors @ examples.like.T
+            if not len(examples.like):
+                like_scores = np.zeros((len(vectors), 1), dtype=np.float32)
+            else:
+                like_scores = vectors @ examples.like.T
             unlike_best = (vectors @ examples.unlike.T).max(axis=1) if examples.unlike is not None else None
+            probability = examples.classifier.predict_proba(vectors)[:, 1] if examples.classifier is not None else None
             seen_status = set()
             for index in np.argsort(-like_scores.max(axis=1)):
                 best = float(like_scores[index].max())
-                if best < examples.threshold:
-                    break
-                if unlike_best is not None and unlike_best[index] >= best:
+                near = best >= examples.threshold and (unlike_best is None or unlike_best[index] < best)
+                learned = probability is not None and probability[index] >= self.probability
+                if not (near or learned):
                     continue
                 start, end = segments[index]
                 status = status_of(start, end)
@@ -134,6 +174,18 @@ class SemanticFindingDetector:
         examples = self.examples[name]
         scores = examples.like @ vector
         return float(scores.max()), examples.like_text[int(scores.argmax())]
+
+
+def with_author_examples(config: Dict, files: Sequence[Path]) -> Dict:
+    """The exemplars plus the phrases independent authors wrote for the findings the exemplars file lists
+    (phrases for other findings stay in the authors' files, unused, until a finding is added here)."""
+    merged = {name: {**spec, "more_like": [], "more_unlike": []} for name, spec in (config.get("findings") or {}).items()}
+    for file in files:
+        for name, spec in (yaml.safe_load(file.read_text(encoding="utf-8")).get("findings") or {}).items():
+            if name in merged:
+                merged[name]["more_like"] += [str(p) for p in spec.get("like") or []]
+                merged[name]["more_unlike"] += [str(p) for p in spec.get("unlike") or []]
+    return {**config, "findings": merged}
 
 
 def clause_segments(doc) -> List[Tuple[int, int]]:

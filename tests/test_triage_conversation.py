@@ -130,6 +130,72 @@ def test_a_later_message_that_clears_a_finding_up_retracts_it(triage):
     assert results[1].level == "BOOKING"  # three weeks of back pain still needs a clinician
 
 
+def test_a_correction_that_says_it_was_in_the_past_takes_back_the_earlier_signs(triage):
+    # The correction does not name the sign again ("that"); it says it was years ago and is over.
+    results = triage.assess_conversation([
+        "my lower back is sore and I can't feel my bottom when I sit on the loo",
+        "sorry, badly worded! I meant I had that years ago after a fall, it went back to normal long ago",
+    ])
+    assert [r.level for r in results] == ["EMERGENCY", "NONE"]
+    taken_back = [f for f in results[1].details if f.name == "saddle_numbness" and f.turn == 1]
+    assert taken_back and taken_back[0].status == RESOLVED
+
+
+def test_a_correction_without_a_cue_that_it_is_over_takes_nothing_back(triage):
+    results = triage.assess_conversation([
+        "my lower back is sore and I can't feel my bottom when I sit on the loo",
+        "sorry I meant it's my bum AND my inner thighs",
+    ])
+    assert [r.level for r in results] == ["EMERGENCY", "EMERGENCY"]
+
+
+def test_playing_it_down_is_not_a_correction(triage):
+    results = triage.assess_conversation([
+        "back's in bits and I peed myself on the sofa without feeling it",
+        "to be honest it's probably nothing, I'll see how I am tomorrow",
+    ])
+    assert [r.level for r in results] == ["EMERGENCY", "EMERGENCY"]
+
+
+def test_a_past_story_that_ended_is_not_an_emergency_now(triage):
+    # The cue that it is over ("all fine since") is sentences away from the signs.
+    assert triage.assess(
+        "Back in 2012 my disc went and I couldn't feel my bum or control my bladder. I had surgery. "
+        "All fine since then. Is yoga ok for me?").level == "NONE"
+    # ... unless a sentence says it is happening now.
+    assert triage.assess(
+        "I had disc surgery in 2012 and it's been fine since. But today my back went again and I can't feel "
+        "my bum on the toilet seat").level == "EMERGENCY"
+
+
+def test_someone_who_told_them_about_it_is_reporting_not_supposing(triage):
+    result = triage.assess("my boyfriend's back went at work and he just told me he can't feel his bum, he's lying on the floor")
+    assert result.level == "EMERGENCY"
+
+
+def test_a_hedged_negation_keeps_the_symptom(triage):
+    result = triage.assess("I wouldn't say I can't feel anything down there but it's muffled, and my back has been agony since Friday")
+    assert result.level == "EMERGENCY"
+
+
+@pytest.mark.parametrize("text, level", [
+    ("my herniated disc flared up on Monday and since last night I can't feel the paper when I wipe", "EMERGENCY"),
+    ("pain is 8/10 in my lower back since I moved the sofa", "BOOKING"),
+    ("sex has hurt every single time since the spring", "BOOKING"),
+    ("62 and went through the change years ago, now some spotting after being intimate with my husband", "BOOKING"),
+    ("tengo dolor de espalda y no siento nada allá abajo cuando me limpio", "EMERGENCY"),
+])
+def test_everyday_and_second_language_wording(triage, text, level):
+    assert triage.assess(text).level == level
+
+
+def test_the_learned_detector_is_trained_on_the_other_authors_phrases(triage):
+    examples = triage.semantic.examples["incontinence"]
+    assert examples.classifier is not None and examples.more_like is not None and len(examples.more_like) >= 60
+    # The clinician-reviewed phrases alone decide by nearness; the other authors' only through the classifier.
+    assert len(examples.like) == len(examples.like_text)
+
+
 def test_a_reply_to_how_long_makes_pain_a_booking(triage):
     assert [r.level for r in triage.assess_conversation(["my back hurts after sex", "about 3 wks"])] == ["NONE", "BOOKING"]
 
