@@ -35,7 +35,7 @@ def latest_triage(tracker: Tracker) -> Dict[str, Any]:
         used = set(conversation.get("used") or [])
         words = [f["words"] for f in conversation.get("findings") or [] if f.get("name") in used and f.get("status") == "affirmed"]
         return {"level": conversation["level"], "rule": (conversation.get("rules") or [None])[0],
-                "matched": list(dict.fromkeys(words))}
+                "rules": list(conversation.get("rules") or []), "matched": list(dict.fromkeys(words))}
     return message
 
 

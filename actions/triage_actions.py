@@ -11,12 +11,15 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.common import channel_of, latest_triage, user_timestamp
 from clinicbot.booking import asks_a_question
 from clinicbot.storage import default_store
+from clinicbot.triage import TriageRules
 
 logger = logging.getLogger(__name__)
 
 # The classifier's FAQ prediction must be at least this sure before we also answer it after a red flag
 # (the same bar as the FallbackClassifier threshold in config.yml).
 ANSWER_CONFIDENCE = 0.45
+# Booking-level rules that also need "see your doctor" (data/triage/red_flags.yml `see_doctor`).
+SEE_DOCTOR = TriageRules.load().see_doctor
 
 
 class ActionTriageFollowup(Action):
@@ -39,9 +42,18 @@ class ActionTriageFollowup(Action):
         except Exception:  # the patient still gets their answer; the tracker store keeps the triage result
             logger.exception("Could not record triage event for %s", tracker.sender_id)
 
-        answer = self._faq_answer(tracker)
-        if answer:
-            dispatcher.utter_message(response=answer)
+        if level == "EMERGENCY":
+            # Nothing may dilute "call 911 now": a question waits until the patient asks it again (then the
+            # reminder comes first, clinicbot/triage_policy.py).
+            if asks_a_question((tracker.latest_message or {}).get("text")):
+                dispatcher.utter_message(response="utter_emergency_questions_later")
+        else:
+            answer = self._faq_answer(tracker)
+            if answer:
+                dispatcher.utter_message(response=answer)
+            for response in dict.fromkeys(SEE_DOCTOR.get(rule) for rule in triage.get("rules") or []):
+                if response:
+                    dispatcher.utter_message(response=response)
 
         reason = f"Red flag ({level.lower()}): {', '.join(matched)}" if matched else f"Red flag ({level.lower()})"
         return [SlotSet("triage_level", level), SlotSet("booking_reason", reason)]
@@ -49,13 +61,8 @@ class ActionTriageFollowup(Action):
     @staticmethod
     def _faq_answer(tracker: Tracker):
         message = tracker.latest_message or {}
-        # After an emergency instruction, an article answer only if the patient asked a question: a bare
-        # symptom report ("I can't feel anything between my legs") must not be followed by a loosely
-        # related answer that distracts from calling 911. At the other levels a confident answer helps
-        # ("sex has hurt ever since I had my baby" -> the childbirth answer, then the booking offer).
-        triage = message.get("triage") or {}
-        if triage.get("level") == "EMERGENCY" and not asks_a_question(message.get("text")):
-            return None
+        # Below an emergency a confident answer helps ("sex has hurt ever since I had my baby" -> the
+        # childbirth answer, then the booking offer).
         classified = (message.get("triage") or {}).get("classified_intent") or {}
         if classified.get("name") != "faq" or (classified.get("confidence") or 0) < ANSWER_CONFIDENCE:
             return None

@@ -42,9 +42,10 @@ SAFETY_NET = "safety_net"  # the detector of a finding the patient confirmed or 
 CONVERSATION_SLOT = "triage_conversation"
 ADVICE_PLANS = {
     "EMERGENCY": ["utter_triage_emergency", "action_triage_followup"],
-    "URGENT": ["utter_triage_urgent", "action_triage_followup", "utter_offer_booking"],
+    "URGENT": ["utter_triage_urgent", "action_triage_followup", "utter_offer_follow_up_booking"],
     "BOOKING": ["utter_triage_booking", "action_triage_followup", "utter_offer_booking"],
 }
+BOOKING_OFFERS = {"utter_offer_booking", "utter_offer_follow_up_booking"}
 # After the repeated emergency instruction, what the patient asked for still happens.
 AFTER_REMINDER = {
     "book_appointment": ["booking_form"],
@@ -109,12 +110,12 @@ class ConversationTriagePolicy(Policy):
             if question:
                 if not plan:
                     plan = ["utter_faq"] if intent == "faq" else []
-                plan = [step for step in plan if step != "utter_offer_booking"] + [question]
+                plan = [step for step in plan if step not in BOOKING_OFFERS] + [question]
         safeguarding = self._safeguarding_replies(result, events[:user_index])
         if safeguarding:
             # Warmth and the helplines come first, then any red-flag advice; the conversation is flagged for staff.
             loop = [tracker.active_loop_name] if tracker.active_loop_name else []
-            advice = [step for step in plan if step not in ("utter_offer_booking", tracker.active_loop_name)]
+            advice = [step for step in plan if step not in BOOKING_OFFERS and step != tracker.active_loop_name]
             plan = safeguarding + advice + ["action_flag_safeguarding"] + loop
         done = [e.action_name for e in events[user_index + 1:]
                 if isinstance(e, ActionExecuted) and e.action_name not in IGNORED_ACTIONS]
@@ -167,7 +168,7 @@ class ConversationTriagePolicy(Policy):
             plan = list(ADVICE_PLANS[level])
             if active_loop:
                 # In the middle of the booking form: advice first, then the form goes on (as in data/rules/booking.yml).
-                return [step for step in plan if step != "utter_offer_booking"] + [active_loop]
+                return [step for step in plan if step not in BOOKING_OFFERS] + [active_loop]
             return plan
         if level == "EMERGENCY" and advised == "EMERGENCY" and message_level != "EMERGENCY" and not active_loop:
             return ["utter_triage_emergency_reminder"] + AFTER_REMINDER.get(intent or "", [])

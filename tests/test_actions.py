@@ -84,6 +84,29 @@ async def test_no_answer_after_an_emergency_unless_the_patient_asked_a_question(
     assert len(store.list_triage_events()) == 1
 
 
+async def test_an_emergency_with_a_question_gets_only_a_pointer_not_the_article(store):
+    # Issue 10 item 2: nothing may dilute "call 911 now"; the answer comes when the patient asks again.
+    message = dict(red_flag_message("faq"), text="my back hurts and I can't feel my bum, why does my back hurt after sex?")
+    message["triage"] = dict(message["triage"], level="EMERGENCY")
+    dispatcher = CollectingDispatcher()
+    await triage_actions.ActionTriageFollowup().run(dispatcher, make_tracker(latest_message=message), DOMAIN)
+    assert responses(dispatcher) == ["utter_emergency_questions_later"]
+
+
+@pytest.mark.parametrize("rules, advice", [
+    (["bleeding_after_sex_or_menopause"], ["utter_see_doctor_bleeding"]),
+    (["history_of_cancer", "unexplained_weight_loss"], ["utter_see_doctor_cancer_history", "utter_see_doctor_weight_loss"]),
+    (["bleeding_after_sex_or_menopause", "bleeding_in_a_message_about_menopause"], ["utter_see_doctor_bleeding"]),
+    (["pain_that_persists"], []),
+])
+async def test_booking_findings_that_need_a_doctor_say_so(store, rules, advice):
+    message = dict(red_flag_message("greet"), text="I've been bleeding after sex for a month")
+    message["triage"] = dict(message["triage"], rules=rules, rule=rules[0])
+    dispatcher = CollectingDispatcher()
+    await triage_actions.ActionTriageFollowup().run(dispatcher, make_tracker(latest_message=message), DOMAIN)
+    assert responses(dispatcher) == advice
+
+
 async def test_a_confident_answer_follows_a_booking_level_statement(store):
     message = dict(red_flag_message("faq"), text="sex has hurt ever since I had my baby")
     dispatcher = CollectingDispatcher()
