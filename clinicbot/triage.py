@@ -63,7 +63,7 @@ PRESENT_NOW = {"now", "today", "tonight", "still", "currently", "anymore", "agai
 PAST_WORDS = {"could", "had", "was", "were", "did"}
 # A message that corrects an earlier one (red_flags.yml `clarification` and `clarified_away`).
 CLARIFIES_EARLIER = "clarifies_earlier"
-LEXICON, SEMANTIC = "lexicon", "semantic"
+LEXICON, SEMANTIC, LEARNED = "lexicon", "semantic", "learned"  # which detector raised a finding
 # "no feeling", "no control": the symptom, not its denial ("no matter how hard I push": neither).
 # "I haven't lost/wet/leaked", "it isn't numb": a denial. "I've never had that before" is no denial either.
 NOT_DENIED_AFTER_NO = {"feeling", "sensation", "control", "urge", "strength", "warning", "idea", "matter", "way"}

@@ -13,7 +13,13 @@ already ships) and compares it with example phrases per finding in data/triage/e
   down there");
 - which example phrase it matched, and how closely, is kept so a clinician can see why.
 
-Either detector can raise a finding; the rules decide the level from the findings as before.
+A second reader in the same pass (session 4) is learned: one logistic regression per finding over the same
+clause vectors, trained on the clinician's phrases and on phrases three more independent authors wrote
+(data/triage/exemplars_by_author/). It raises a finding only when it is very sure (`learned.probability` in the
+exemplars file, 0.95), and the finding says so (detector "learned", score = its probability). The authors' phrases
+train the classifier only; nearness uses the clinician-reviewed phrases alone.
+
+Any detector can raise a finding; the rules decide the level from the findings as before.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from clinicbot.triage import SEMANTIC, Finding, _sentence_index
+from clinicbot.triage import LEARNED, SEMANTIC, Finding, _sentence_index
 
 DEFAULT_EXEMPLARS_PATH = Path(__file__).resolve().parent.parent / "data" / "triage" / "exemplars.yml"
 
@@ -91,16 +97,17 @@ class SemanticFindingDetector:
             unlike = [str(p) for p in spec.get("unlike") or []]
             more_like = list(spec.get("more_like") or [])
             more_unlike = list(spec.get("more_unlike") or [])
-            if not like and not more_like:
+            if not like:
                 continue
             self.examples[name] = _FindingExamples(
-                like=encoder.encode(like) if like else np.zeros((0, 384), dtype=np.float32), like_text=like,
+                like=encoder.encode(like), like_text=like,
                 unlike=encoder.encode(unlike) if unlike else None,
                 threshold=float(spec.get("threshold", default_threshold)),
                 more_like=encoder.encode(more_like) if more_like else None,
                 more_unlike=encoder.encode(more_unlike) if more_unlike else None,
             )
 
+        self.probability = 1.0  # no classifier: nothing is raised by learning
         learned = config.get("learned") or {}
         if learned:
             self._train(learned)
@@ -112,6 +119,7 @@ class SemanticFindingDetector:
 
         families = [set(family) for family in learned.get("families") or []]
         self.probability = float(learned.get("probability", 0.5))
+
         def phrases(*arrays) -> np.ndarray:
             return np.vstack([a for a in arrays if a is not None and len(a)])
 
@@ -146,10 +154,7 @@ class SemanticFindingDetector:
         vectors = self.encoder.encode([doc[start:end].text for start, end in segments])
         found: List[Finding] = []
         for name, examples in self.examples.items():
-            if not len(examples.like):
-                like_scores = np.zeros((len(vectors), 1), dtype=np.float32)
-            else:
-                like_scores = vectors @ examples.like.T
+            like_scores = vectors @ examples.like.T
             unlike_best = (vectors @ examples.unlike.T).max(axis=1) if examples.unlike is not None else None
             probability = examples.classifier.predict_proba(vectors)[:, 1] if examples.classifier is not None else None
             seen_status = set()
@@ -159,12 +164,15 @@ class SemanticFindingDetector:
                 learned = probability is not None and probability[index] >= self.probability
                 if not (near or learned):
                     continue
+                detector = SEMANTIC if near else LEARNED
+                if not near:
+                    best = float(probability[index])  # what a clinician sees: how sure the classifier was
                 start, end = segments[index]
                 status = status_of(start, end)
                 if status in seen_status:
                     continue
                 seen_status.add(status)
-                found.append(Finding(name=name, status=status, words=doc[start:end].text, detector=SEMANTIC,
+                found.append(Finding(name=name, status=status, words=doc[start:end].text, detector=detector,
                                      turn=turn, score=best, span=(start, end)))
         return found
 
