@@ -47,7 +47,8 @@ class Stack:
     def start_process(self, name: str) -> None:
         log = self.log_dir / f"{name}-restarted.log"
         self.processes[name] = subprocess.Popen(
-            self.commands[name], cwd=PROJECT_ROOT, env=self.environment, stdout=open(log, "w"), stderr=subprocess.STDOUT
+            self.commands[name], cwd=PROJECT_ROOT, env=self.environment, stdout=_private_file(log),
+            stderr=subprocess.STDOUT, umask=PRIVATE_UMASK,
         )
         if name == "actions":
             _wait_for(f"http://localhost:{self.ports.actions}/health", self.processes[name], "action server", 120, log)
@@ -97,6 +98,7 @@ def start_stack(
     ports = ports or Ports()
     log_dir = log_dir or PROJECT_ROOT / "var" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.chmod(0o700)
     environment = dict(os.environ, **(env or {}))
     environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # No network at run time: no telemetry, no model-hub look-ups.
@@ -126,7 +128,8 @@ def start_stack(
         for name, command in commands.items():
             log = log_dir / f"{name}.log"
             processes[name] = subprocess.Popen(
-                command, cwd=PROJECT_ROOT, env=environment, stdout=open(log, "w"), stderr=subprocess.STDOUT
+                command, cwd=PROJECT_ROOT, env=environment, stdout=_private_file(log), stderr=subprocess.STDOUT,
+                umask=PRIVATE_UMASK,
             )
         _wait_for(f"http://localhost:{ports.actions}/health", processes["actions"], "action server", 120, log_dir / "actions.log")
         _wait_for(f"http://localhost:{ports.rasa}/status" if not token else f"http://localhost:{ports.rasa}/",
@@ -137,6 +140,18 @@ def start_stack(
         stack.stop()
         raise
     return stack
+
+
+# Logs, the SQLite database and the booking outbox hold patient data: what the servers create is readable by
+# their own user only (files 0600, folders 0700), whatever the shell's umask.
+PRIVATE_UMASK = 0o077
+
+
+def _private_file(path: Path):
+    """A log file only its owner can read, even when it already existed with looser permissions."""
+    handle = open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
+    os.fchmod(handle.fileno(), 0o600)
+    return handle
 
 
 def _endpoints_for(ports: Ports, log_dir: Path) -> Path:

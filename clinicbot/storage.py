@@ -166,7 +166,8 @@ def _sqlite_file(url: str) -> Optional[Path]:
 
 def make_engine(url: str) -> Engine:
     sqlite_path = _sqlite_file(url)
-    kwargs: Dict[str, Any] = {"future": True, "pool_pre_ping": True}
+    # hide_parameters: a failed statement's message (which is logged) must not carry a patient's name or e-mail.
+    kwargs: Dict[str, Any] = {"future": True, "pool_pre_ping": True, "hide_parameters": True}
     if sqlite_path is not None:
         sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 15}

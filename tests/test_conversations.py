@@ -131,7 +131,9 @@ def test_done_when_emergency_instruction_comes_first(chat, stack_store):
 
 def test_done_when_negated_symptoms_get_the_normal_answer(chat, stack_store):
     texts = chat.texts("no numbness or tingling, just a sore back after sex")
-    assert not any("911" in t or "checked by" in t for t in texts)
+    # No triage advice (an article answer may itself name the 911 signs, as the when-to-see-a-doctor one does).
+    advice = ("can be a sign of a medical emergency", "checked by a doctor today", "should be checked by a clinician")
+    assert not any(phrase in t for t in texts for phrase in advice)
     assert any("Source:" in t for t in texts)
     assert not [e for e in stack_store.list_triage_events() if e["conversation_id"] == chat.sender]
 
@@ -140,7 +142,24 @@ def test_red_flag_with_a_question_gets_the_triage_message_then_the_answer(chat):
     texts = chat.texts("I'm pregnant and I've had some bleeding, what treatments are not used in pregnancy?")
     assert "checked by a doctor today" in texts[0]
     assert any("Source:" in t and "pregnan" in t.lower() for t in texts[1:])
-    assert texts[-1] == "Would you like to book an appointment with the clinic?"
+    # Same-day care first; a booking only as a later follow-up (issue 10 item 4).
+    assert texts[-1] == "After you've been seen today, I can book a follow-up visit with the clinic if you'd like."
+
+
+def test_an_emergency_with_a_question_gets_only_the_instruction_and_the_answer_when_asked_again(chat):
+    # Issue 10 item 2: nothing may dilute "call 911 now".
+    texts = chat.texts("my back is agony and I can't feel my bum on the toilet seat, why does my back hurt after sex?")
+    assert "call 911" in texts[0]
+    assert [t for t in texts[1:] if t] == ["When you're safe, I can answer your questions. Just ask me again."]
+    again = chat.texts("why does my back hurt after sex?")
+    assert "911" in again[0]
+    assert any('Source: "Lower Back Pain After Sex' in t for t in again[1:])
+
+
+def test_booking_level_bleeding_after_the_menopause_also_says_see_your_doctor(chat):
+    texts = chat.texts("I'm 64 and I've had some bleeding after sex this month")
+    assert "checked by a clinician" in texts[0] and "911" in texts[0]
+    assert any("checked by your doctor or gynecologist" in t for t in texts)
 
 
 def test_done_when_tingling_leads_to_a_stored_booking(chat, stack_store):
@@ -280,3 +299,13 @@ def test_a_self_harm_disclosure_gets_warmth_the_helpline_and_a_staff_flag(chat, 
 def test_a_denied_thought_gets_no_safeguarding_reply(chat):
     texts = chat.texts("I'm not suicidal or anything, I just want to know why sex hurts")
     assert not any("988" in t for t in texts)
+
+
+def test_the_database_and_logs_are_readable_by_their_owner_only(chat, stack, stack_dir):
+    # Issue 11 item 6: patient data is not world- or group-readable, whatever the shell's umask.
+    chat.texts("hello")
+    private = [stack_dir / "clinic.db", *stack.log_dir.glob("*.log")]
+    assert len(private) >= 3
+    loose = {str(path): oct(path.stat().st_mode & 0o777) for path in private if path.stat().st_mode & 0o077}
+    assert loose == {}
+    assert stack.log_dir.stat().st_mode & 0o077 == 0

@@ -127,3 +127,14 @@ test_a_booking_made_while_the_database_is_down_is_kept_and_written_later = pytes
 test_the_next_successful_booking_also_flushes_the_outbox = pytest.mark.postgres(
     test_the_next_successful_booking_also_flushes_the_outbox
 )
+
+
+def test_a_failed_statement_does_not_put_patient_details_in_the_error(tmp_path):
+    # The error text is what ends up in logs (issue 11 item 6).
+    from clinicbot.storage import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'clinic.db'}")
+    with pytest.raises(Exception) as failure, engine.connect() as connection:
+        connection.execute(text("INSERT INTO no_such_table (name, email) VALUES (:name, :email)"),
+                           {"name": "Jane Patient", "email": "jane@example.org"})
+    assert "Jane Patient" not in str(failure.value) and "jane@example.org" not in str(failure.value)
