@@ -184,6 +184,8 @@ def test_a_hedged_negation_keeps_the_symptom(triage):
     ("sex has hurt every single time since the spring", "BOOKING"),
     ("62 and went through the change years ago, now some spotting after being intimate with my husband", "BOOKING"),
     ("tengo dolor de espalda y no siento nada allá abajo cuando me limpio", "EMERGENCY"),
+    # A bulging disc is not a bulging bladder.
+    ("my disc is bulging and it hurts", "NONE"),
 ])
 def test_everyday_and_second_language_wording(triage, text, level):
     assert triage.assess(text).level == level
