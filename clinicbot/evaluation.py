@@ -2,7 +2,7 @@
 
     python -m clinicbot.evaluation nlu results/nlu   # summarise `rasa test nlu` reports
     python -m clinicbot.evaluation triage                  # triage on the blind sets and the older sets
-    python -m clinicbot.evaluation triage --set set1-dev   # one blind set (set1-dev, set1-test, set2-test, set3-dev, set3-test)
+    python -m clinicbot.evaluation triage --set set1-dev   # one blind set (set1-dev ... set4-dev, set4-test)
     python -m clinicbot.evaluation thresholds MODEL  # tune the unsure-answer fallback threshold
 """
 from __future__ import annotations
@@ -27,14 +27,17 @@ TRIAGE_SETS = {
 }
 # Blind sets. Set 1 (tests/triage/blind/): its dev half was studied; its test half was scored once (commit d5eed27)
 # and then studied too. Set 2 (tests/triage/blind2/) was scored once (f6b2c63) and studied in session 4. Both are
-# development data now. Set 3 (tests/triage/blind3/): its dev half was studied in session 4; its test half is the
-# test set, scored once at the end of a change and never read.
+# development data now. Set 3 (tests/triage/blind3/) was studied in session 4 and its test half scored once at
+# its end: all of it is development data now. Set 4 (tests/triage/blind4/, session 5): its dev half may be
+# studied; its test half is the test set, scored once at the end of a change and never read.
 BLIND_SETS = {
     "set1-dev": TRIAGE_DIR / "blind" / "dev",
     "set1-test": TRIAGE_DIR / "blind" / "test",
     "set2-test": TRIAGE_DIR / "blind2" / "test",
     "set3-dev": TRIAGE_DIR / "blind3" / "dev",
     "set3-test": TRIAGE_DIR / "blind3" / "test",
+    "set4-dev": TRIAGE_DIR / "blind4" / "dev",
+    "set4-test": TRIAGE_DIR / "blind4" / "test",
 }
 BLIND_HALVES = tuple(BLIND_SETS)
 
