@@ -1,4 +1,12 @@
-"""An honest fallback when the bot is unsure which article answer fits.
+"""Gates in the NLU pipeline: a cap on what a message may cost, and an honest fallback when unsure.
+
+MessageLengthGate (first in the pipeline): spaCy, MiniLM and the triage cost time in proportion to a message's
+length, and one Rasa server serves every patient, so a 20 MB message would stall them all. Beyond
+MESSAGE_MAX_CHARS the rest of the pipeline sees only the first part; the conversation policy then asks the
+patient kindly for a shorter message, unless that first part already holds a red flag, whose advice comes first.
+The whole message stays in the conversation for staff (request bodies are capped at REQUEST_MAX_BYTES).
+
+UnsureAnswerFallback: an honest fallback when the bot is unsure which article answer fits.
 
 DIET is confident that almost any question is an FAQ (most training examples are), so its intent
 confidence alone lets off-topic questions ("how do I fix my car's brakes") through to some answer.
@@ -14,11 +22,41 @@ from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
-from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from clinicbot.settings import load_settings
+
 UNSURE_KEY = "unsure_answer"
+TOO_LONG_KEY = "message_too_long"
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)
+class MessageLengthGate(GraphComponent):
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {}
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+
+    @classmethod
+    def create(
+        cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource, execution_context: ExecutionContext
+    ) -> "MessageLengthGate":
+        return cls(load_settings().message_max_chars)
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        return training_data
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            text = message.get(TEXT) or ""
+            if len(text) > self.max_chars:
+                message.set(TEXT, text[: self.max_chars])
+                message.set(TOO_LONG_KEY, {"characters": len(text), "read": self.max_chars}, add_to_output=True)
+        return messages
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)

@@ -5,6 +5,7 @@ Used by the tests too (`start_stack`), so that they exercise exactly what a clin
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -12,9 +13,12 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-from clinicbot.settings import PROJECT_ROOT, load_settings
+import yaml
+
+from clinicbot.action_server import SECRET_HEADER
+from clinicbot.settings import PROJECT_ROOT, Settings, load_settings
 
 VENV_BIN = Path(sys.executable).parent
 MODEL = PROJECT_ROOT / "models" / "pelvic-health.tar.gz"
@@ -107,18 +111,22 @@ def start_stack(
     environment.setdefault("TRANSFORMERS_OFFLINE", "1")
     environment["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + environment.get("PYTHONPATH", "")
 
+    settings = load_settings(environment)
+    # Sanic reads SANIC_* variables into every app's config: the Rasa server's body cap (Sanic's default is 100 MB;
+    # the web app sets the same cap itself, the action server its own, larger one).
+    environment["SANIC_REQUEST_MAX_SIZE"] = str(settings.request_max_bytes)
+    # Only the Rasa server may call the action server: a secret it sends in a header, new at every start unless
+    # the clinic sets one (when the two run on different machines).
+    environment.setdefault("ACTION_SERVER_SECRET", settings.action_server_secret or secrets.token_urlsafe(32))
     commands = {
-        "actions": [str(VENV_BIN / "rasa"), "run", "actions", "--actions", "actions", "--port", str(ports.actions)],
+        "actions": [sys.executable, "-m", "clinicbot.action_server", "--port", str(ports.actions)],
         "rasa": [
             str(VENV_BIN / "rasa"), "run", "--model", str(model), "--port", str(ports.rasa),
-            "--endpoints", str(endpoints or _endpoints_for(ports, log_dir)),
+            "--interface", settings.bind_host,
+            "--endpoints", str(endpoints or _endpoints_for(ports, log_dir, settings.action_server_url, environment["ACTION_SERVER_SECRET"])),
             "--credentials", str(PROJECT_ROOT / "credentials.yml"),
-            "--enable-api", "--cors", "*",
-        ],
+        ] + rasa_api_arguments(settings, ports),
     }
-    token = environment.get("RASA_AUTH_TOKEN")
-    if token:
-        commands["rasa"] += ["--auth-token", token]
     if with_web:
         commands["web"] = [sys.executable, "-m", "clinicbot.web", "--port", str(ports.web), "--rasa-port", str(ports.rasa)]
 
@@ -132,8 +140,7 @@ def start_stack(
                 umask=PRIVATE_UMASK,
             )
         _wait_for(f"http://localhost:{ports.actions}/health", processes["actions"], "action server", 120, log_dir / "actions.log")
-        _wait_for(f"http://localhost:{ports.rasa}/status" if not token else f"http://localhost:{ports.rasa}/",
-                  processes["rasa"], "Rasa server", 300, log_dir / "rasa.log")
+        _wait_for(f"http://localhost:{ports.rasa}/", processes["rasa"], "Rasa server", 300, log_dir / "rasa.log")
         if with_web:
             _wait_for(f"http://localhost:{ports.web}/healthz", processes["web"], "web app", 60, log_dir / "web.log")
     except Exception:
@@ -154,13 +161,31 @@ def _private_file(path: Path):
     return handle
 
 
-def _endpoints_for(ports: Ports, log_dir: Path) -> Path:
-    """endpoints.yml with the action server's port for this stack (the committed file says 5055)."""
-    if ports.actions == 5055:
-        return PROJECT_ROOT / "endpoints.yml"
-    text = (PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")
+def rasa_api_arguments(settings: Settings, ports: Ports) -> List[str]:
+    """`rasa run` flags for Rasa's HTTP API: none unless RASA_API_ENABLED, and then only with a token.
+
+    The API reads and writes any conversation and replaces the model; the console does not need it.
+    """
+    if not settings.rasa_api_enabled:
+        return []
+    if not settings.rasa_auth_token:
+        raise SystemExit("RASA_API_ENABLED needs RASA_AUTH_TOKEN: Rasa's HTTP API is never opened without a token.")
+    origins = settings.rasa_cors_origins or (f"http://localhost:{ports.web}", f"http://127.0.0.1:{ports.web}")
+    return ["--enable-api", "--auth-token", settings.rasa_auth_token, "--cors", *origins]
+
+
+def _endpoints_for(ports: Ports, log_dir: Path, action_server_url: Optional[str], action_server_secret: str) -> Path:
+    """endpoints.yml as this stack runs it: the action server's URL and port, and the secret it wants.
+
+    Written next to the logs, readable by its owner only, because it holds the secret.
+    """
+    endpoints = yaml.safe_load((PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8"))
+    action = endpoints.setdefault("action_endpoint", {})
+    action["url"] = action_server_url or f"http://localhost:{ports.actions}/webhook"
+    action["headers"] = {SECRET_HEADER: action_server_secret}
     path = log_dir / "endpoints.yml"
-    path.write_text(text.replace("localhost:5055", f"localhost:{ports.actions}"), encoding="utf-8")
+    with _private_file(path) as handle:
+        yaml.safe_dump(endpoints, handle, sort_keys=False)
     return path
 
 

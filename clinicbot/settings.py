@@ -8,29 +8,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional, Tuple
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
 
 
-def _env(name: str, default: Optional[str] = None) -> Optional[str]:
-    value = os.environ.get(name)
+def _env(name: str, default: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    value = (os.environ if environ is None else environ).get(name)
     if value is None or value.strip() == "":
         return default
     return value.strip()
-
-
-def _env_int(name: str, default: int) -> int:
-    value = _env(name)
-    return int(value) if value is not None else default
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    value = _env(name)
-    if value is None:
-        return default
-    return value.lower() in {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +42,6 @@ class Settings:
     redis_url: Optional[str]
     # Where booking requests wait when the database is down (one JSON file per request).
     outbox_dir: Path
-    action_server_url: str
     clinic: ClinicDetails
     # Staff console
     console_secret: str
@@ -74,8 +61,23 @@ class Settings:
     slack_token: Optional[str] = None
     slack_channel: Optional[str] = None
     slack_signing_secret: Optional[str] = None
-    # Token for Rasa's HTTP API and REST channel outside local development.
+    # Token for Rasa's HTTP API and the REST channel. Unset, the REST channel answers loopback callers only.
     rasa_auth_token: Optional[str] = None
+    # Network exposure. Everything listens on loopback unless told otherwise; a clinic puts a TLS proxy in front.
+    # The Rasa server (channels, widget socket) and the web app (widget page, staff console):
+    bind_host: str = "127.0.0.1"
+    # The action server: only the Rasa server talks to it, with ACTION_SERVER_SECRET in a header.
+    action_server_host: str = "127.0.0.1"
+    # Where the Rasa server reaches the action server; unset: this machine on the action server's port.
+    action_server_url: Optional[str] = None
+    action_server_secret: Optional[str] = None
+    # Rasa's HTTP API (trackers, events, model) stays off: the console reads the database. When a setting turns
+    # it on it needs RASA_AUTH_TOKEN, and browsers may call it only from these origins.
+    rasa_api_enabled: bool = False
+    rasa_cors_origins: Tuple[str, ...] = ()
+    # Input limits: the largest request body any server accepts, and how much of one message the bot reads.
+    request_max_bytes: int = 64 * 1024
+    message_max_chars: int = 2000
     # The Rasa server's public URL as the widget's browser reaches it (e.g. https://bot.clinic.example).
     # Unset: the page's own host name on the Rasa port (local development).
     widget_rasa_url: Optional[str] = None
@@ -85,37 +87,57 @@ def _default_sqlite_url(filename: str) -> str:
     return f"sqlite:///{VAR_DIR / filename}"
 
 
-def load_settings() -> Settings:
-    database_url = _env("DATABASE_URL", _default_sqlite_url("clinic.db"))
+def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
+    """The settings from `environ` (default: this process's environment)."""
+
+    def env(name: str, default: Optional[str] = None) -> Optional[str]:
+        return _env(name, default, environ)
+
+    def env_int(name: str, default: int) -> int:
+        value = env(name)
+        return int(value) if value is not None else default
+
+    def env_bool(name: str, default: bool) -> bool:
+        value = env(name)
+        return default if value is None else value.lower() in {"1", "true", "yes", "on"}
+
+    database_url = env("DATABASE_URL", _default_sqlite_url("clinic.db"))
     return Settings(
         database_url=database_url,
-        tracker_store_url=_env("TRACKER_STORE_URL", database_url),
-        redis_url=_env("REDIS_URL"),
-        outbox_dir=Path(_env("BOOKING_OUTBOX_DIR", str(VAR_DIR / "booking-outbox"))),
-        action_server_url=_env("ACTION_SERVER_URL", "http://localhost:5055/webhook"),
+        tracker_store_url=env("TRACKER_STORE_URL", database_url),
+        redis_url=env("REDIS_URL"),
+        outbox_dir=Path(env("BOOKING_OUTBOX_DIR", str(VAR_DIR / "booking-outbox"))),
         clinic=ClinicDetails(
-            name=_env("CLINIC_NAME", "the clinic"),
-            phone=_env("CLINIC_PHONE", "(555) 010-0100"),
-            booking_url=_env("CLINIC_BOOKING_URL", "https://example.org/book"),
-            hours=_env("CLINIC_HOURS", "Monday to Friday, 8am to 6pm"),
-            email=_env("CLINIC_EMAIL", "frontdesk@example.org"),
+            name=env("CLINIC_NAME", "the clinic"),
+            phone=env("CLINIC_PHONE", "(555) 010-0100"),
+            booking_url=env("CLINIC_BOOKING_URL", "https://example.org/book"),
+            hours=env("CLINIC_HOURS", "Monday to Friday, 8am to 6pm"),
+            email=env("CLINIC_EMAIL", "frontdesk@example.org"),
         ),
-        console_secret=_env("CONSOLE_SECRET", "dev-only-secret-change-me"),
-        console_session_minutes=_env_int("CONSOLE_SESSION_MINUTES", 60),
-        retention_days=_env_int("RETENTION_DAYS", 365),
-        telegram_token=_env("TELEGRAM_TOKEN"),
-        telegram_webhook_url=_env("TELEGRAM_WEBHOOK_URL"),
-        telegram_secret_token=_env("TELEGRAM_SECRET_TOKEN"),
-        twilio_account_sid=_env("TWILIO_ACCOUNT_SID"),
-        twilio_auth_token=_env("TWILIO_AUTH_TOKEN"),
-        twilio_number=_env("TWILIO_NUMBER"),
-        twilio_webhook_url=_env("TWILIO_WEBHOOK_URL"),
-        facebook_verify=_env("FACEBOOK_VERIFY"),
-        facebook_secret=_env("FACEBOOK_SECRET"),
-        facebook_page_access_token=_env("FACEBOOK_PAGE_ACCESS_TOKEN"),
-        slack_token=_env("SLACK_TOKEN"),
-        slack_channel=_env("SLACK_CHANNEL"),
-        slack_signing_secret=_env("SLACK_SIGNING_SECRET"),
-        rasa_auth_token=_env("RASA_AUTH_TOKEN"),
-        widget_rasa_url=_env("WIDGET_RASA_URL"),
+        console_secret=env("CONSOLE_SECRET", "dev-only-secret-change-me"),
+        console_session_minutes=env_int("CONSOLE_SESSION_MINUTES", 60),
+        retention_days=env_int("RETENTION_DAYS", 365),
+        telegram_token=env("TELEGRAM_TOKEN"),
+        telegram_webhook_url=env("TELEGRAM_WEBHOOK_URL"),
+        telegram_secret_token=env("TELEGRAM_SECRET_TOKEN"),
+        twilio_account_sid=env("TWILIO_ACCOUNT_SID"),
+        twilio_auth_token=env("TWILIO_AUTH_TOKEN"),
+        twilio_number=env("TWILIO_NUMBER"),
+        twilio_webhook_url=env("TWILIO_WEBHOOK_URL"),
+        facebook_verify=env("FACEBOOK_VERIFY"),
+        facebook_secret=env("FACEBOOK_SECRET"),
+        facebook_page_access_token=env("FACEBOOK_PAGE_ACCESS_TOKEN"),
+        slack_token=env("SLACK_TOKEN"),
+        slack_channel=env("SLACK_CHANNEL"),
+        slack_signing_secret=env("SLACK_SIGNING_SECRET"),
+        rasa_auth_token=env("RASA_AUTH_TOKEN"),
+        bind_host=env("BIND_HOST", "127.0.0.1"),
+        action_server_host=env("ACTION_SERVER_HOST", "127.0.0.1"),
+        action_server_url=env("ACTION_SERVER_URL"),
+        action_server_secret=env("ACTION_SERVER_SECRET"),
+        rasa_api_enabled=env_bool("RASA_API_ENABLED", False),
+        rasa_cors_origins=tuple(env("RASA_CORS_ORIGINS", "").replace(",", " ").split()),
+        request_max_bytes=env_int("REQUEST_MAX_BYTES", 64 * 1024),
+        message_max_chars=env_int("MESSAGE_MAX_CHARS", 2000),
+        widget_rasa_url=env("WIDGET_RASA_URL"),
     )

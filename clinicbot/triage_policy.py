@@ -35,6 +35,7 @@ from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from clinicbot.nlu_gates import TOO_LONG_KEY
 from clinicbot.triage import ADVICE_RESPONSES as ADVICE_ACTIONS, AFFIRMED, LEVEL_RANK, NEGATED, Finding, TriageRules
 
 SAFETY_NET = "safety_net"  # the detector of a finding the patient confirmed or denied by answering a question
@@ -111,6 +112,10 @@ class ConversationTriagePolicy(Policy):
                 if not plan:
                     plan = ["utter_faq"] if intent == "faq" else []
                 plan = [step for step in plan if step not in BOOKING_OFFERS] + [question]
+        if not plan and message_level == "NONE" and TOO_LONG_KEY in (latest.parse_data or {}):
+            # Only the first part was read (clinicbot/nlu_gates.py): ask kindly for a shorter message rather than
+            # answer half of it. A red flag in the part that was read gets its advice instead (the rules give it).
+            plan = ["utter_message_too_long"] + ([tracker.active_loop_name] if tracker.active_loop_name else [])
         safeguarding = self._safeguarding_replies(result, events[:user_index])
         if safeguarding:
             # Warmth and the helplines come first, then any red-flag advice; the conversation is flagged for staff.

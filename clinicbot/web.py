@@ -5,6 +5,7 @@ One small Sanic process beside the Rasa server; Sanic is already pinned by Rasa,
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -58,6 +59,8 @@ def create_app(rasa_port: int = 5005, name: str = "pelvic_health_web") -> Sanic:
 
     app = Sanic(name)
     app.config.RASA_PORT = rasa_port
+    # Sanic's default body limit is 100 MB; a sign-in form or a status change needs a few hundred bytes.
+    app.config.REQUEST_MAX_SIZE = load_settings().request_max_bytes
     app.static("/widget", str(WIDGET_DIR))
 
     @app.get("/")
@@ -80,7 +83,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--rasa-port", type=int, default=5005)
     args = parser.parse_args()
-    create_app(args.rasa_port).run(host="127.0.0.1", port=args.port, access_log=False, workers=1)
+    # The console's audit lines (clinicbot.console.audit) and warnings reach the web app's log.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    create_app(args.rasa_port).run(host=load_settings().bind_host, port=args.port, access_log=False, workers=1)
 
 
 if __name__ == "__main__":

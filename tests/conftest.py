@@ -11,9 +11,9 @@ from typing import Dict, List
 import httpx
 import pytest
 
+from clinicbot.channels.rest import namespaced
 from clinicbot.run import MODEL, Ports, start_stack
 from clinicbot.storage import Store
-
 
 
 def _free_port() -> int:
@@ -60,6 +60,8 @@ class Chat:
     def __init__(self, base_url: str, sender: str) -> None:
         self.url = f"{base_url}/webhooks/rest/webhook"
         self.sender = sender
+        # what the tracker store and the project's tables call this conversation (REST has its own namespace)
+        self.conversation_id = namespaced(sender)
 
     def say(self, text: str) -> List[dict]:
         reply = httpx.post(self.url, json={"sender": self.sender, "message": text}, timeout=60)

@@ -125,7 +125,7 @@ def test_done_when_emergency_instruction_comes_first(chat, stack_store):
     texts = chat.texts("I can't feel anything between my legs and I can't pee")
     assert "call 911" in texts[0]
     assert not any("book" in t.lower() for t in texts)
-    events = [e for e in stack_store.list_triage_events() if e["conversation_id"] == chat.sender]
+    events = [e for e in stack_store.list_triage_events() if e["conversation_id"] == chat.conversation_id]
     assert [e["level"] for e in events] == ["EMERGENCY"]
 
 
@@ -135,7 +135,7 @@ def test_done_when_negated_symptoms_get_the_normal_answer(chat, stack_store):
     advice = ("can be a sign of a medical emergency", "checked by a doctor today", "should be checked by a clinician")
     assert not any(phrase in t for t in texts for phrase in advice)
     assert any("Source:" in t for t in texts)
-    assert not [e for e in stack_store.list_triage_events() if e["conversation_id"] == chat.sender]
+    assert not [e for e in stack_store.list_triage_events() if e["conversation_id"] == chat.conversation_id]
 
 
 def test_red_flag_with_a_question_gets_the_triage_message_then_the_answer(chat):
@@ -179,7 +179,7 @@ def test_done_when_tingling_leads_to_a_stored_booking(chat, stack_store):
     done = chat.texts("/affirm")[0]
     assert "reference number is PH-" in done
 
-    rows = [r for r in stack_store.list_bookings() if r["conversation_id"] == chat.sender]
+    rows = [r for r in stack_store.list_bookings() if r["conversation_id"] == chat.conversation_id]
     assert len(rows) == 1
     assert (rows[0]["name"], rows[0]["contact"], rows[0]["visit_type"], rows[0]["triage_level"]) == (
         "Maria Lopez", "415-555-0199", "in_person", "BOOKING")
@@ -187,7 +187,7 @@ def test_done_when_tingling_leads_to_a_stored_booking(chat, stack_store):
 
     # A second "yes" after the booking is sent makes no second booking.
     chat.texts("/affirm")
-    assert len([r for r in stack_store.list_bookings() if r["conversation_id"] == chat.sender]) == 1
+    assert len([r for r in stack_store.list_bookings() if r["conversation_id"] == chat.conversation_id]) == 1
 
 
 def test_booking_form_answers_a_question_midway_and_can_correct_and_stop(chat, stack_store):
@@ -206,7 +206,7 @@ def test_booking_form_answers_a_question_midway_and_can_correct_and_stop(chat, s
     read_back = chat.texts("sam.new@example.org")[0]
     assert "sam.new@example.org" in read_back
     assert "stopped the booking" in chat.texts("never mind")[0]
-    assert [r for r in stack_store.list_bookings() if r["conversation_id"] == chat.sender] == []
+    assert [r for r in stack_store.list_bookings() if r["conversation_id"] == chat.conversation_id] == []
 
 
 def test_asking_for_a_person_flags_the_conversation(chat, stack_store):
@@ -214,7 +214,7 @@ def test_asking_for_a_person_flags_the_conversation(chat, stack_store):
     assert "flagged this conversation" in texts[0]
     with stack_store.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT conversation_id FROM handoffs").all()
-    assert (chat.sender,) in [tuple(r) for r in rows]
+    assert (chat.conversation_id,) in [tuple(r) for r in rows]
 
 
 def test_emergency_advice_and_answers_survive_an_action_server_that_is_down(stack, chat):
@@ -252,14 +252,14 @@ def test_a_sign_in_a_later_message_gets_the_emergency_instruction_at_that_turn(c
     second = chat.texts("oh and something weird, I can't feel the toilet paper when I wipe")
     assert "call 911" in second[0]
     # The follow-up queue lists it as an emergency, with the words from both messages.
-    events = [e for e in stack_store.list_triage_events() if e["conversation_id"] == chat.sender]
+    events = [e for e in stack_store.list_triage_events() if e["conversation_id"] == chat.conversation_id]
     assert [e["level"] for e in events] == ["EMERGENCY"]
     matched = json.loads(events[0]["matched"])
     assert any("back" in words for words in matched) and any("wipe" in words for words in matched)
     # What staff see: the conversation's triage, with the turn each finding came from, in the tracker store.
     from clinicbot.storage import ConsoleStore
 
-    slots = [e["data"]["value"] for e in ConsoleStore(stack_env["DATABASE_URL"]).conversation_events(chat.sender, ["slot"])
+    slots = [e["data"]["value"] for e in ConsoleStore(stack_env["DATABASE_URL"]).conversation_events(chat.conversation_id, ["slot"])
              if e["action_name"] == "triage_conversation"]
     assert slots[-1]["level"] == "EMERGENCY"
     turns = {f["turn"] for f in slots[-1]["findings"] if f["status"] == "affirmed" and f["name"] in slots[-1]["used"]}
@@ -292,7 +292,7 @@ def test_a_self_harm_disclosure_gets_warmth_the_helpline_and_a_staff_flag(chat, 
     assert "988" in texts[0] and "glad you told me" in texts[0]
     assert not any("outside what I can help with" in t for t in texts)
     with stack_store.engine.connect() as connection:
-        notes = connection.exec_driver_sql("SELECT note FROM handoffs WHERE conversation_id = ?", (chat.sender,)).scalars().all()
+        notes = connection.exec_driver_sql("SELECT note FROM handoffs WHERE conversation_id = ?", (chat.conversation_id,)).scalars().all()
     assert notes == ["Safeguarding: self harm"]
 
 

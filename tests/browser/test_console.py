@@ -39,7 +39,7 @@ def test_sign_in_filter_red_flags_read_transcript_and_mark_booking_contacted(sta
 
     book_with_red_flag(chat)
     store = ConsoleStore(stack_env["DATABASE_URL"])
-    booking = next(b for b in store.list_bookings() if b["conversation_id"] == chat.sender)
+    booking = next(b for b in store.list_bookings() if b["conversation_id"] == chat.conversation_id)
     username, password = f"browser-{uuid.uuid4().hex[:6]}", "browser test password"
     store.create_staff_user(username, hash_password(password), "staff")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,7 @@ def test_sign_in_filter_red_flags_read_transcript_and_mark_booking_contacted(sta
             # Filter: red flags.
             page.click("nav.quick >> text=Red flags")
             expect(page).to_have_url(f"{stack.web_url}/console/conversations?red_flag=1")
-            row = page.locator(f'tr[data-conversation="{chat.sender}"]')
+            row = page.locator(f'tr[data-conversation="{chat.conversation_id}"]')
             expect(row).to_be_visible()
             expect(row.locator(".badge.level-booking")).to_have_text("BOOKING")
             expect(row.locator(".badge.booking")).to_be_visible()

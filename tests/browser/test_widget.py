@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from clinicbot.settings import PROJECT_ROOT
+from clinicbot.storage import ConsoleStore
 
 pytestmark = pytest.mark.browser
 
@@ -109,7 +110,7 @@ def visit(browser, stack) -> Iterator[Visit]:
         opened.close()
 
 
-def test_faq_answer_buttons_and_the_conversation_survives_a_reload(visit, stack):
+def test_faq_answer_buttons_and_the_conversation_survives_a_reload(visit, stack_env):
     visit.open_chat()
     visit.expect_bot("it is not a diagnosis")  # the greeting, with the disclaimer
     expect(visit.page.get_by_text("It is not a diagnosis or medical advice")).to_be_visible()  # always-on disclaimer
@@ -134,8 +135,8 @@ def test_faq_answer_buttons_and_the_conversation_survives_a_reload(visit, stack)
     visit.screenshot("widget-after-reload-375px")
 
     # the server kept the same conversation: question, button and the message after the reload
-    tracker = httpx.get(f"{stack.rasa_url}/conversations/{session_before}/tracker", timeout=10).json()
-    said = [e.get("text") for e in tracker["events"] if e.get("event") == "user"]
+    events = ConsoleStore(stack_env["DATABASE_URL"]).conversation_events(session_before, ["user"])
+    said = [e["data"].get("text") for e in events]
     assert said == ["/greet", "why does my back hurt after sex", "/feedback_helpful", "thank you"]
 
 

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import pytest
 from sanic import Sanic
 
+from clinicbot.action_server import SECRET_HEADER
 from clinicbot.run import MODEL
 
 Sanic.test_mode = True  # many apps named "rasa_server" in one process
@@ -23,9 +24,12 @@ def channel_agent(stack):
     from rasa.core.agent import Agent
     from rasa.utils.endpoints import EndpointConfig
 
-    return Agent.load(
-        str(MODEL), action_endpoint=EndpointConfig(f"http://localhost:{stack.ports.actions}/webhook")
+    # the action server answers only callers with the stack's shared secret, as the Rasa server is
+    action_endpoint = EndpointConfig(
+        f"http://localhost:{stack.ports.actions}/webhook",
+        headers={SECRET_HEADER: stack.environment["ACTION_SERVER_SECRET"]},
     )
+    return Agent.load(str(MODEL), action_endpoint=action_endpoint)
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""The REST channel: token-protected when RASA_AUTH_TOKEN is set, open when unset, and a kind reply to an empty
-message. Rasa's HTTP API with the same token (what `rasa run --auth-token` does in clinicbot/run.py)."""
+"""The REST channel: token-protected when RASA_AUTH_TOKEN is set, this machine only when unset, its own sender
+namespace, and a kind reply to an empty message. Rasa's HTTP API with the same token (what `rasa run --auth-token` does in clinicbot/run.py)."""
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from clinicbot.channels.rest import EMPTY_MESSAGE_REPLY, RestChannel
@@ -59,19 +60,39 @@ async def test_rasa_http_api_needs_the_same_token(protected, sender):
     assert with_token.status == 200 and with_token.json["sender_id"] == sender
 
 
-async def test_open_without_a_configured_token(open_app, sender):
+def test_without_a_configured_token_it_answers_this_machine(stack, sender):
+    """The running stack has no RASA_AUTH_TOKEN: a caller on this machine is answered, in the REST namespace."""
+    response = httpx.post(f"{stack.rasa_url}{WEBHOOK}", json={"sender": sender, "message": "hello"}, timeout=60)
+
+    assert response.status_code == 200
+    assert any("it is not a diagnosis" in message.get("text", "") for message in response.json())
+    assert {message["recipient_id"] for message in response.json()} == {f"rest:{sender}"}
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+def test_without_a_configured_token_a_proxied_caller_is_refused(stack, sender, header):
+    """Behind a reverse proxy every caller looks local; the proxy's header gives it away."""
+    response = httpx.post(
+        f"{stack.rasa_url}{WEBHOOK}", json={"sender": sender, "message": "hello"}, headers={header: "203.0.113.9"}, timeout=60,
+    )
+
+    assert response.status_code == 403
+    assert "not a diagnosis" not in response.text
+
+
+async def test_without_a_configured_token_a_caller_from_another_machine_is_refused(open_app, sender):
+    # the in-process test client's peer is "mockserver", not a loopback address
     _, response = await open_app.asgi_client.post(WEBHOOK, json={"sender": sender, "message": "hello"})
 
-    assert response.status == 200
-    assert any("it is not a diagnosis" in text for text in texts(response))
+    assert response.status == 403
 
 
 @pytest.mark.parametrize("message", ["", "   \n\t "], ids=["empty", "whitespace"])
-async def test_empty_message_gets_a_kind_reply(open_app, sender, message):
-    _, response = await open_app.asgi_client.post(WEBHOOK, json={"sender": sender, "message": message})
+async def test_empty_message_gets_a_kind_reply(protected, sender, message):
+    _, response = await protected.asgi_client.post(WEBHOOK, json={"sender": sender, "message": message}, params={"token": TOKEN})
 
     assert response.status == 200
-    assert response.json == [{"recipient_id": sender, "text": EMPTY_MESSAGE_REPLY}]
+    assert response.json == [{"recipient_id": f"rest:{sender}", "text": EMPTY_MESSAGE_REPLY}]
     assert "type your question" in EMPTY_MESSAGE_REPLY
 
 

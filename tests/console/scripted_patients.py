@@ -1,6 +1,6 @@
 """Scripted patients for the console tests: each talks to the real bot through the REST channel.
 
-`run_conversations` returns {label: sender_id}; the expectations below say which console flags each
+`run_conversations` returns {label: conversation id} (the REST channel's namespaced sender id); the expectations below say which console flags each
 conversation must carry. A script step is (text, expected_substring_or_None): the substring must appear
 in one of the bot's replies, so a changed model that no longer behaves as the test assumes fails loudly
 here instead of making a console assertion fail for an unclear reason.
@@ -11,6 +11,8 @@ import uuid
 from typing import Dict, List, Optional, Tuple
 
 import httpx
+
+from clinicbot.channels.rest import namespaced
 
 Step = Tuple[str, Optional[str]]
 
@@ -102,5 +104,5 @@ def run_conversations(rasa_url: str, labels: Optional[List[str]] = None) -> Dict
             replies = " ".join(message.get("text", "") for message in say(rasa_url, sender, text))
             if expected is not None:
                 assert expected.lower() in replies.lower(), f"{label}: after {text!r} the bot said {replies!r}"
-        senders[label] = sender
+        senders[label] = namespaced(sender)
     return senders
