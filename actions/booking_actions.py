@@ -9,7 +9,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import channel_of, clinic_vars
+from actions.common import channel_of, clinic_vars, log_id
 from clinicbot.booking import VISIT_LABELS, parse_contact, parse_name, parse_times, parse_visit_type
 from clinicbot.storage import default_store
 
@@ -146,7 +146,7 @@ class ActionSubmitBooking(Action):
         try:
             result = default_store().save_booking(booking)
         except Exception:
-            logger.exception("Booking for %s could not be stored or queued", tracker.sender_id)
+            logger.exception("Booking for %s could not be stored or queued", log_id(tracker))
             dispatcher.utter_message(response="utter_booking_failed", **clinic_vars())
             return reset_booking_slots()
         response = "utter_booking_stored" if result.stored else "utter_booking_queued"

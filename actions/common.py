@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional
 
 from rasa_sdk import Tracker
 
+from clinicbot.console.redaction import pseudonym
 from clinicbot.settings import load_settings
 from clinicbot.triage import LEVEL_RANK
 
@@ -19,6 +20,12 @@ def clinic_vars() -> Dict[str, str]:
         "clinic_email": clinic.email,
         "clinic_booking_url": clinic.booking_url,
     }
+
+
+def log_id(tracker: Tracker) -> str:
+    """The conversation as logs name it: a pseudonym (the de-identified export's), never the sender id, which
+    is a phone number on WhatsApp."""
+    return pseudonym(load_settings().console_secret, tracker.sender_id)
 
 
 def channel_of(tracker: Tracker) -> Optional[str]:

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import channel_of, clinic_vars
+from actions.common import channel_of, clinic_vars, log_id
 from clinicbot.storage import default_store
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class ActionHandoff(Action):
         try:
             default_store().record_handoff(tracker.sender_id, channel_of(tracker), note)
         except Exception:
-            logger.exception("Could not flag conversation %s for follow-up", tracker.sender_id)
+            logger.exception("Could not flag conversation %s for follow-up", log_id(tracker))
             dispatcher.utter_message(response="utter_handoff_not_flagged", **clinic_vars())
             return []
         dispatcher.utter_message(response="utter_handoff", **clinic_vars())
@@ -45,7 +45,7 @@ class ActionFlagSafeguarding(Action):
         try:
             default_store().record_handoff(tracker.sender_id, channel_of(tracker), note)
         except Exception:  # the patient already has the helplines; the transcript still shows the disclosure
-            logger.exception("Could not flag conversation %s for safeguarding follow-up", tracker.sender_id)
+            logger.exception("Could not flag conversation %s for safeguarding follow-up", log_id(tracker))
         return []
 
 
@@ -71,6 +71,6 @@ class ActionRecordFeedback(Action):
             try:
                 default_store().record_feedback(tracker.sender_id, topic, helpful)
             except Exception:
-                logger.exception("Could not record feedback for %s", tracker.sender_id)
+                logger.exception("Could not record feedback for %s", log_id(tracker))
         dispatcher.utter_message(response="utter_feedback_thanks" if helpful else "utter_feedback_sorry")
         return []

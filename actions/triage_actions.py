@@ -8,7 +8,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import channel_of, latest_triage, user_timestamp
+from actions.common import channel_of, latest_triage, log_id, user_timestamp
 from clinicbot.booking import asks_a_question
 from clinicbot.storage import default_store
 from clinicbot.triage import TriageRules
@@ -40,7 +40,7 @@ class ActionTriageFollowup(Action):
                 message_timestamp=user_timestamp(tracker),
             )
         except Exception:  # the patient still gets their answer; the tracker store keeps the triage result
-            logger.exception("Could not record triage event for %s", tracker.sender_id)
+            logger.exception("Could not record triage event for %s", log_id(tracker))
 
         if level == "EMERGENCY":
             # Nothing may dilute "call 911 now": a question waits until the patient asks it again (then the

@@ -122,15 +122,21 @@ async def test_triage_followup_gives_no_answer_when_no_question_was_understood(s
     assert len(store.list_triage_events()) == 1
 
 
-async def test_triage_followup_still_works_when_the_database_is_unavailable(monkeypatch):
+async def test_triage_followup_still_works_when_the_database_is_unavailable(monkeypatch, caplog):
     def broken_store():
         raise RuntimeError("database is down")
 
     monkeypatch.setattr(triage_actions, "default_store", broken_store)
     dispatcher = CollectingDispatcher()
-    events = await triage_actions.ActionTriageFollowup().run(dispatcher, make_tracker(latest_message=red_flag_message("faq")), DOMAIN)
+    phone_id = "whatsapp:+15550104477"
+    tracker = make_tracker(latest_message=red_flag_message("faq"), sender=phone_id)
+    events = await triage_actions.ActionTriageFollowup().run(dispatcher, tracker, DOMAIN)
     assert responses(dispatcher) == ["utter_faq/back_pain_after_sex_causes"]
     assert SlotSet("triage_level", "BOOKING") in events
+    # the failure is logged under the conversation's pseudonym, never the patient's phone number
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "Could not record triage event for conv-" in logged
+    assert "5550104477" not in logged
 
 
 # --- booking form validation -------------------------------------------------------------------
