@@ -18,7 +18,7 @@ import os
 import tempfile
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -127,6 +127,30 @@ status_changes = Table(
     Column("new_status", String(20), nullable=False),
     Column("changed_by", String(100), nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+# Who read or changed what in the console: sign-ins, every read of patient data, every status change.
+# Append-only: the code only inserts, retention never deletes it (clinicbot/console/retention.py).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("username", String(100)),  # as typed at a failed sign-in
+    Column("role", String(20)),
+    Column("action", String(40), nullable=False),  # sign-in, sign-in-failed, transcript, queue, export, status, ...
+    Column("target", String(255)),  # the conversation, queue view or export read
+    Column("detail", Text),
+    Column("address", String(64)),
+)
+
+# Console sessions ended by signing out: their signed cookies stay valid until they expire, so a replayed cookie
+# must be refused here (by a digest of the session's random token, never the token itself).
+ended_sessions = Table(
+    "ended_sessions",
+    metadata,
+    Column("session_key", String(64), primary_key=True),
+    Column("ended_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 QUEUE_TABLES = {"booking": bookings, "triage": triage_events, "handoff": handoffs}
@@ -956,6 +980,42 @@ class ConsoleStore(Store):
                 result["booking_times"].append(_as_utc(created_at))
                 result["bookings_by_status"][status] = result["bookings_by_status"].get(status, 0) + 1
         return result
+
+    # -- audit trail ------------------------------------------------------------------------------
+    def record_audit(self, action: str, username: Optional[str], role: Optional[str], target: str = "",
+                     detail: str = "", address: str = "") -> None:
+        self.ensure_schema()
+        with self.engine.begin() as connection:
+            connection.execute(insert(audit_log).values(
+                at=utcnow(), username=(username or "")[:100], role=role, action=action, target=target[:255],
+                detail=detail, address=address[:64],
+            ))
+
+    def audit_entries(self, limit: int = 500) -> List[Dict[str, Any]]:
+        """The newest entries first."""
+        self.ensure_schema()
+        statement = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            rows = [dict(row._mapping) for row in connection.execute(statement)]
+        for row in rows:
+            row["at"] = _as_utc(row["at"])
+        return rows
+
+    # -- console sessions ---------------------------------------------------------------------------
+    def end_session(self, session_key: str, keep_for: timedelta) -> None:
+        """Refuse this session from now on; forget ended sessions older than `keep_for` (they have expired)."""
+        self.ensure_schema()
+        now = utcnow()
+        with self.engine.begin() as connection:
+            connection.execute(delete(ended_sessions).where(ended_sessions.c.ended_at < now - keep_for))
+            if connection.execute(select(ended_sessions.c.session_key).where(ended_sessions.c.session_key == session_key)).first() is None:
+                connection.execute(insert(ended_sessions).values(session_key=session_key, ended_at=now))
+
+    def session_ended(self, session_key: str) -> bool:
+        self.ensure_schema()
+        with self.engine.connect() as connection:
+            statement = select(ended_sessions.c.session_key).where(ended_sessions.c.session_key == session_key)
+            return connection.execute(statement).first() is not None
 
     # -- staff accounts ---------------------------------------------------------------------------
     def create_staff_user(self, username: str, password_hash: str, role: str = "staff") -> None:

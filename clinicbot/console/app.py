@@ -5,6 +5,7 @@ needs the session's CSRF token. Data access is clinicbot.storage.ConsoleStore; n
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from sqlalchemy.exc import NoResultFound
 
 from clinicbot.console import auth
 from clinicbot.console.export import EXPORTS, Exporter
+from clinicbot.console.redaction import pseudonym
 from clinicbot.console.presenters import (
     FLAG_LABELS,
     LEVELS,
@@ -35,6 +37,8 @@ from clinicbot.storage import QUEUE_STATUSES, QUEUE_TABLES, ConsoleStore
 
 logger = logging.getLogger(__name__)
 audit = logging.getLogger("clinicbot.console.audit")
+# Who may read the audit trail.
+AUDIT_ROLES = {"clinician"}
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/console"
@@ -101,6 +105,18 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
             state["store"].ensure_schema()
             return state["store"]
 
+    def record(request: Request, action: str, target: str = "", detail: str = "", username: Optional[str] = None,
+               role: Optional[str] = None, conversation: bool = False) -> None:
+        """The audit trail: a row in audit_log (what clinicians see) and a log line. The log names a
+        conversation by its pseudonym, never by the sender id (a phone number on WhatsApp)."""
+        user = getattr(request.ctx, "user", None) or {}
+        username = username if username is not None else user.get("username")
+        role = role if role is not None else user.get("role")
+        address = _client_address(request)
+        get_store().record_audit(action, username, role, target, detail, address)
+        shown = pseudonym(settings.console_secret, target) if conversation and target else target
+        audit.info("%s user=%s role=%s target=%s address=%s", action, username, role, shown, address)
+
     def render(request: Request, template: str, status: int = 200, **context: Any):
         user = getattr(request.ctx, "user", None)
         session = getattr(request.ctx, "session", None)
@@ -118,6 +134,8 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
             return None, None
         user = get_store().get_staff_user(session.username)
         if user is None or auth.password_fingerprint(user["password_hash"]) != session.fingerprint:
+            return None, None
+        if get_store().session_ended(session.key):  # signed out: the cookie may be replayed until it expires
             return None, None
         return session, {"username": user["username"], "role": user["role"]}
 
@@ -176,7 +194,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
         address_key, user_key = f"ip:{_client_address(request)}", f"user:{username}"
         if per_address.blocked(address_key) or per_user.blocked(user_key):
             wait = max(per_address.retry_after(address_key), per_user.retry_after(user_key))
-            audit.warning("sign-in refused (rate limit) user=%s address=%s", username, _client_address(request))
+            record(request, "sign-in-refused", detail="rate limit", username=username)
             resp = login_page(
                 request, status=429, username=username, next_url=next_url,
                 error=f"Too many failed sign-ins. Try again in {max(1, wait // 60)} minute(s).",
@@ -184,13 +202,17 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
             resp.headers["Retry-After"] = str(wait)
             return resp
         user = get_store().get_staff_user(username) if username else None
-        if not auth.verify_password(form.get("password", ""), user["password_hash"] if user else None):
+        # scrypt takes ~0.1 s and 32 MiB: off the event loop, so a sign-in never stalls other staff.
+        verified = await asyncio.get_running_loop().run_in_executor(
+            None, auth.verify_password, form.get("password", ""), user["password_hash"] if user else None
+        )
+        if not verified:
             per_address.fail(address_key)
             per_user.fail(user_key)
-            audit.info("sign-in failed user=%s address=%s", username, _client_address(request))
+            record(request, "sign-in-failed", username=username)
             return login_page(request, status=401, username=username, next_url=next_url, error="Wrong user name or password.")
         per_user.reset(user_key)
-        audit.info("sign-in user=%s address=%s", username, _client_address(request))
+        record(request, "sign-in", username=user["username"], role=user["role"])
         resp = response.redirect(next_url)
         cookie = sessions.issue(user["username"], auth.password_fingerprint(user["password_hash"]))
         _set_cookie(request, resp, auth.SessionCodec.COOKIE, cookie, max_age=settings.console_session_minutes * 60)
@@ -199,6 +221,8 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
 
     @blueprint.post("/logout")
     async def logout(request: Request):
+        record(request, "sign-out")
+        get_store().end_session(request.ctx.session.key, keep_for=timedelta(minutes=settings.console_session_minutes))
         resp = response.redirect(f"{PREFIX}/login")
         _set_cookie(request, resp, auth.SessionCodec.COOKIE, "", max_age=0)
         return resp
@@ -216,6 +240,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
             return error_page(request, 400, str(error))
         store = get_store()
         rows, total = store.list_conversations(flt)
+        record(request, "conversations", detail=request.query_string)
         pages = max(1, -(-total // flt.limit))
         return render(
             request, "conversations.html", rows=rows, total=total, values=values, pages=pages,
@@ -230,6 +255,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
         records = store.conversation_records(conversation_id) if conversation_id else {}
         if not events and not any(records.values()):
             return error_page(request, 404, "No conversation with that id.")
+        record(request, "transcript", target=conversation_id, conversation=True)
         return render(
             request, "transcript.html", conversation_id=conversation_id, turns=transcript(events), records=records,
             back=_safe_next(request.args.get("back")),
@@ -245,6 +271,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
         except BadRequest as error:
             return error_page(request, 400, str(error))
         items = get_store().queue_items(statuses=QUEUE_VIEWS[view], start=start, end=end)
+        record(request, "queue", target=view, detail=request.query_string)
         return render(request, "queue.html", items=items, view=view, views=list(QUEUE_VIEWS), values=values)
 
     @blueprint.post("/queue/<kind:str>/<item_id:int>/status")
@@ -256,7 +283,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
             get_store().set_status(kind, item_id, status, changed_by=request.ctx.user["username"])
         except NoResultFound:
             return error_page(request, 404, "No such queue item.")
-        audit.info("status %s %s -> %s by %s", kind, item_id, status, request.ctx.user["username"])
+        record(request, "status", target=f"{kind} {item_id}", detail=status)
         return response.redirect(_safe_next(request.form.get("next") or f"{PREFIX}/queue"))
 
     @blueprint.get("/feedback")
@@ -266,6 +293,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
         except BadRequest as error:
             return error_page(request, 400, str(error))
         store = get_store()
+        record(request, "feedback", detail=request.query_string)  # recent complaints quote what patients typed
         return render(
             request, "feedback.html", topics=store.feedback_summary(start, end), recent=store.recent_negative_feedback(),
             values=values,
@@ -301,22 +329,27 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
         identifiable = request.args.get("identifiable") in ("1", "on", "true")
         user = request.ctx.user
         if identifiable and user["role"] != "clinician":
-            audit.warning("identifiable export refused user=%s role=%s", user["username"], user["role"])
+            record(request, "export-refused", target=what, detail="identifiable")
             return response.text("Identifiable exports need the clinician role.", status=403)
         try:
             start, end, values = bounded_range(request.args, default_days=1)
         except BadRequest as error:
             return response.text(str(error), status=400)
         body = Exporter(get_store(), settings.console_secret, identifiable).export(what, start, end)
-        audit.info(
-            "export %s %s..%s identifiable=%s user=%s", what, values["from"], values["to"], identifiable, user["username"]
-        )
+        record(request, "export", target=what, detail=f"{values['from']}..{values['to']} identifiable={identifiable}")
         suffix = "identifiable" if identifiable else "redacted"
         filename = f"{what}-{values['from']}-to-{values['to']}-{suffix}.csv"
         return response.text(
             body, content_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
+
+    @blueprint.get("/audit")
+    async def audit_trail(request: Request):
+        if request.ctx.user["role"] not in AUDIT_ROLES:
+            return error_page(request, 403, "The audit trail is for clinicians.")
+        record(request, "audit")
+        return render(request, "audit.html", entries=get_store().audit_entries())
 
     return blueprint
 

@@ -23,6 +23,8 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 ROLES = ("staff", "clinician")
 MIN_PASSWORD_LENGTH = 10
+# Hashing a 90 MB "password" took half a gigabyte; no pass phrase needs more than this.
+MAX_PASSWORD_LENGTH = 256
 
 # scrypt cost: n=2^15, r=8, p=1 uses 32 MiB and ~0.1 s per check here (OWASP's minimum is n=2^17 with
 # r=8 and p=1, or an equivalent; n=2^15 keeps sign-in responsive on a 2-core clinic server).
@@ -55,6 +57,9 @@ _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
 def verify_password(password: str, stored: Optional[str]) -> bool:
+    """Slow on purpose (scrypt, ~0.1 s): call it off the event loop (the console uses an executor)."""
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return False
     if not stored:
         stored, known = _DUMMY_HASH, False
     else:
@@ -73,6 +78,8 @@ def verify_password(password: str, stored: Optional[str]) -> bool:
 def password_problem(password: str) -> Optional[str]:
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"the password needs at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"the password may have at most {MAX_PASSWORD_LENGTH} characters"
     if password.strip() != password:
         return "the password must not start or end with spaces"
     return None
@@ -92,6 +99,11 @@ class Session:
     username: str
     csrf: str
     fingerprint: str
+
+    @property
+    def key(self) -> str:
+        """What the database keeps of an ended session: a digest of its random token, not the token."""
+        return hashlib.sha256(self.csrf.encode("utf-8")).hexdigest()
 
 
 class SessionCodec:

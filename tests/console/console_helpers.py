@@ -70,6 +70,6 @@ def upgrade_creates_the_model(database_url: str) -> None:
     difference, tables = schema_difference(database_url)
     assert tables == set(metadata.tables) | {"alembic_version"}
     assert difference == [], difference  # same columns, types, nullability, indexes, unique keys
-    assert "0001" in alembic(database_url, "current").stdout
+    assert "0002 (head)" in alembic(database_url, "current").stdout
     alembic(database_url, "downgrade", "base")
     assert schema_difference(database_url)[1] == {"alembic_version"}

@@ -93,6 +93,8 @@ def old_and_new(tmp_path: Path, stack_env, conversations):
 
 def test_retention_deletes_only_conversations_inactive_for_longer_than_n_days(old_and_new, conversations):
     url, store, emergency_triage_id = old_and_new
+    store.record_audit("transcript", "a-clinician", "clinician", target=conversations["emergency"])
+    audit_before = store.audit_entries(limit=100000)
     before = event_counts(store)
 
     dry = retention(url, "--days", "30", "--dry-run")
@@ -124,6 +126,9 @@ def test_retention_deletes_only_conversations_inactive_for_longer_than_n_days(ol
     assert rows_for(store, bookings, conversations["booking"]) == 1
     # Nothing else changed.
     assert {k: v for k, v in after.items()} == {k: v for k, v in before.items() if k != conversations["emergency"]}
+
+    # The audit trail is never deleted, not even the entries about a deleted conversation.
+    assert store.audit_entries(limit=100000) == audit_before
 
     # Idempotent.
     assert retention(url, "--days", "30").startswith("Deleted 0 conversation(s)")

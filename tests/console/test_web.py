@@ -9,7 +9,9 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sanic_testing.testing import SanicASGITestClient
 
-from clinicbot.console.auth import SessionCodec, hash_password, password_fingerprint
+from clinicbot.console.auth import (
+    MAX_PASSWORD_LENGTH, SessionCodec, hash_password, password_fingerprint, password_problem, verify_password,
+)
 from console_helpers import PASSWORD, csrf_from, make_app, sign_in
 from scripted_patients import BOOKING_NAME, MARKUP
 
@@ -256,3 +258,74 @@ async def test_unknown_status_or_item_is_rejected(staff_client):
     assert response.status_code == 400
     _, response = await staff_client.post("/console/queue/booking/999999/status", data={"status": "closed", "csrf_token": token})
     assert response.status_code == 404
+
+
+
+def test_a_password_over_the_cap_is_never_hashed_or_accepted():
+    over = "y" * (MAX_PASSWORD_LENGTH + 1)
+
+    assert not verify_password(over, hash_password(over))  # refused before scrypt, even when it would match
+    assert "at most 256 characters" in password_problem("z" * 257)
+    assert password_problem("z" * 256) is None
+
+
+def audit_rows(console_store, username):
+    return [row for row in console_store.audit_entries(limit=5000) if row["username"] == username]
+
+
+async def test_every_read_of_patient_data_and_every_sign_in_is_in_the_audit_trail(
+    client, clinician_client, console_store, accounts, conversations
+):
+    staff_name = accounts["staff"][0]
+    seen = {row["id"] for row in audit_rows(console_store, staff_name)}
+    await sign_in(client, staff_name, "not the password")
+    await sign_in(client, *accounts["staff"])
+    conversation_id = conversations["booking"]
+    await client.get("/console/conversations", params={"q": "Jane"})
+    await client.get("/console/transcript", params={"id": conversation_id})
+    await client.get("/console/queue", params={"view": "open"})
+    await client.get("/console/feedback")
+    await client.get("/console/export.csv", params={"what": "messages"})
+    await client.get("/console/export.csv", params={"what": "messages", "identifiable": "1"})
+
+    rows = [row for row in audit_rows(console_store, staff_name) if row["id"] not in seen]
+    done = [(row["action"], row["target"]) for row in reversed(rows)]
+    assert done == [
+        ("sign-in-failed", ""), ("sign-in", ""), ("conversations", ""), ("transcript", conversation_id),
+        ("queue", "open"), ("feedback", ""), ("export", "messages"), ("export-refused", "messages"),
+    ]
+    assert {row["role"] for row in rows if row["action"] != "sign-in-failed"} == {"staff"}
+    assert all(row["address"] and row["at"] for row in rows)
+    assert "q=Jane" in next(row["detail"] for row in rows if row["action"] == "conversations")
+
+    # clinicians read it in the console; staff may not
+    _, page = await clinician_client.get("/console/audit")
+    assert page.status_code == 200
+    assert f'<td>{staff_name}</td><td>staff</td><td>transcript</td>' in page.text
+    _, refused = await client.get("/console/audit")
+    assert refused.status_code == 403
+
+
+async def test_a_status_change_is_audited_with_who_and_what(staff_client, console_store, accounts, conversations):
+    item = next(i for i in console_store.queue_items() if i["kind"] == "handoff")
+    _, page = await staff_client.get("/console/queue")
+    token = csrf_from(page.text)
+
+    await staff_client.post(f"/console/queue/handoff/{item['id']}/status", data={"status": "contacted", "csrf_token": token})
+
+    [latest] = [r for r in audit_rows(console_store, accounts["staff"][0]) if r["action"] == "status"][:1]
+    assert (latest["target"], latest["detail"]) == (f"handoff {item['id']}", "contacted")
+
+
+async def test_a_session_cookie_replayed_after_sign_out_is_refused(clinician_client):
+    cookie = clinician_client.cookies.get(SessionCodec.COOKIE)
+    _, page = await clinician_client.get("/console/queue")
+    _, response = await clinician_client.post("/console/logout", data={"csrf_token": csrf_from(page.text)})
+    assert response.status_code == 302
+
+    clinician_client.cookies.set(SessionCodec.COOKIE, cookie)  # the old cookie, still signed and unexpired
+    _, export = await clinician_client.get("/console/export.csv", params={"what": "messages", "identifiable": "1"})
+    _, transcript = await clinician_client.get("/console/conversations")
+
+    assert export.status_code == 401
+    assert transcript.status_code == 302 and "/console/login" in transcript.headers["location"]
