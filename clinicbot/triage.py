@@ -686,6 +686,8 @@ class RedFlagTriage:
                 return RESOLVED
             if inside("HYPOTHETICAL") and not cues["REPORTING_NOW"]:
                 return HYPOTHETICAL
+            if _normal_feeling(doc[start:end]):
+                return NEGATED  # "I can feel everything normally": a sentence vector reads it as the opposite
             for token in doc[start:end]:
                 if token.lower_ == "no" and token.head.lemma_.lower() not in NOT_DENIED_AFTER_NO:
                     return NEGATED
@@ -721,6 +723,7 @@ class TextNormaliser:
         if len(letters) >= 6 and sum(c.isupper() for c in letters) / len(letters) > 0.6:
             text = text.lower()
         text = _SHORTHAND_DURATION.sub(lambda m: f"{m.group(1)} {_SHORTHAND_UNITS[m.group(2)]}", text)
+        text = _FEVER_READING.sub(lambda m: f"a fever of {m.group(0)}", text)
         text = _DOUBLE_NEGATION.sub("I do", text)
         text = _HEDGED_NEGATION.sub(lambda m: f"I nearly {m.group(1)}", text)
         if self._pattern is not None:
@@ -731,6 +734,15 @@ class TextNormaliser:
 # Clinicians' and some patients' shorthand for durations: 2/52 = two weeks, 3/12 = three months, 5/7 = five days.
 _SHORTHAND_DURATION = re.compile(r"\b(\d{1,2})/(52|12|7)\b")
 _SHORTHAND_UNITS = {"52": "weeks", "12": "months", "7": "days"}
+# A temperature reading is a fever whatever words go with it ("tonight I'm 38.1", "102 F"): a decimal
+# 37.8-41.9 (Celsius), a whole 38-41 with a degree sign or "C", 100.4-105.9 (Fahrenheit), unless a unit says
+# it is a weight, a duration or a percentage.
+_FEVER_READING = re.compile(
+    r"(?<![\d.,/])(?:37\.[89]|3[89]\.\d|4[01]\.\d|(?:3[89]|4[01])\s*(?:°\s*c?|degrees?(?:\s*c)?|c\b)"
+    r"|10[0-5]\.\d|10[0-5]\s*(?:°\s*f?|degrees?(?:\s*f)?|f\b))(?!\d|[.,]\d)"
+    r"(?!\s*(?:kg|kilo|lb|pound|stone|st\b|week|wk|day|month|year|yr|%|percent|cm|mm|min|hour|hr))",
+    re.IGNORECASE,
+)
 # Double negation said as an idiom means yes: "I can't say I don't feel it", "it's not that I don't notice it".
 _DOUBLE_NEGATION = re.compile(
     r"\b(?:i\s+)?(?:can'?t|cannot|couldn'?t)\s+say\s+(?:that\s+)?i\s+(?:don'?t|do\s+not)\b"
@@ -744,6 +756,20 @@ _HEDGED_NEGATION = re.compile(
     r"\b(?:i\s+)?(?:wouldn'?t|would\s+not|couldn'?t)\s+say\s+(?:that\s+)?i\s+(can'?t|cannot|have\s+no|don'?t\s+have\s+any)\b",
     re.IGNORECASE,
 )
+
+
+_NORMAL_FEELING = {"everything", "normally", "normal", "fine", "ok", "okay", "all", "perfectly"}
+
+
+def _normal_feeling(span) -> bool:
+    """'I can feel everything (normally)', 'could feel it all fine': feeling that is there, not lost."""
+    for token in span:
+        if token.lemma_.lower() == "feel" and any(c.lower_ in {"can", "could"} for c in token.children) \
+                and not any(c.dep_ == "neg" for c in token.children):
+            following = {t.lower_ for t in token.doc[token.i + 1:min(token.i + 4, span.end)]}
+            if following & _NORMAL_FEELING:
+                return True
+    return False
 
 
 def _is_ability(verb) -> bool:

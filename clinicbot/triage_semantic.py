@@ -40,6 +40,8 @@ CLAUSE_STARTERS = {"but", "also", "plus", "then", "so", "because", "cos", "cuz",
 SUBJECTS = {"i", "my", "she", "her", "he", "his", "they", "their", "it", "its", "it's", "we", "our", "there",
             "now", "this", "the", "im", "i'm", "ive", "i've", "me"}
 MAX_SEGMENTS = 14  # a very long message is screened on its first clauses and pairs; the lexicon sees all of it
+LONG_CLAUSE = 10  # tokens: a clause longer than this is also read in pieces
+MAX_PIECES = 12
 MAX_WORD_PIECES = 64
 
 
@@ -148,9 +150,10 @@ class SemanticFindingDetector:
         return cls(encoder or _shared_encoder(), config)
 
     def detect(self, doc, status_of: Callable[[int, int], str], turn: int = 0) -> List[Finding]:
-        segments = clause_segments(doc)
-        if not segments:
+        clauses = clause_segments(doc)
+        if not clauses:
             return []
+        segments = clauses + run_on_pieces(doc)
         vectors = self.encoder.encode([doc[start:end].text for start, end in segments])
         found: List[Finding] = []
         for name, examples in self.examples.items():
@@ -228,6 +231,29 @@ def clause_segments(doc) -> List[Tuple[int, int]]:
         if sentence_of[a_start] == sentence_of[b_start]:
             segments.append((a_start, b_end))
     return segments[:MAX_SEGMENTS]
+
+
+def run_on_pieces(doc) -> List[Tuple[int, int]]:
+    """A long run-on clause ("strong pain in the low back since the weekend, today I stayed wet in the bed") in
+    its comma-separated pieces, so that a sign is not averaged away by its neighbour. Not at "and": that tore
+    "my right foot and leg have numbed" into a piece that read as both legs."""
+    pieces: List[Tuple[int, int]] = []
+    for start, end in clause_segments(doc):
+        if end - start > LONG_CLAUSE:
+            pieces += [piece for piece in _pieces(doc, start, end) if piece != (start, end) and piece not in pieces]
+    return pieces[:MAX_PIECES]
+
+
+def _pieces(doc, start: int, end: int) -> List[Tuple[int, int]]:
+    pieces, piece_start = [], start
+    for token in doc[start:end]:
+        if token.i > piece_start and (token.text in {",", ";"} or token.lower_ in {"till", "until"}):
+            if sum(not t.is_punct for t in doc[piece_start:token.i]) >= 3:
+                pieces.append((piece_start, token.i))
+            piece_start = token.i + (1 if token.text in {",", ";"} else 0)
+    if sum(not t.is_punct for t in doc[piece_start:end]) >= 3:
+        pieces.append((piece_start, end))
+    return pieces
 
 
 _ENCODER: Optional[MiniLMEncoder] = None

@@ -35,6 +35,9 @@ def statuses(result, name):
     ("im scared, didnt feel it and u said 2 wks", "i'm scared, didn't feel it and you said 2 weeks"),
     ("pain 2/52, numb 3/7", "pain 2 weeks, numb 3 days"),
     ("I can\u2019t feel it", "I can't feel it"),
+    ("temp 38.4 and shivery", "temp a fever of 38.4 and shivery"),
+    ("running 101.5 f since lunch", "running a fever of 101.5 f since lunch"),
+    ("lost 38.5 kg, im 38, 38 weeks along", "lost 38.5 kg, i'm 38, 38 weeks along"),
 ])
 def test_writing_style_is_normalised_before_matching(raw, normalised):
     assert TextNormaliser(default_triage().normaliser.words)(raw) == normalised
@@ -198,6 +201,21 @@ def test_the_learned_detector_is_trained_on_the_other_authors_phrases(triage):
     import yaml
     clinician = yaml.safe_load((ROOT / "data" / "triage" / "exemplars.yml").read_text(encoding="utf-8"))
     assert examples.like_text == clinician["findings"]["incontinence"]["like"]
+
+
+def test_a_temperature_reading_is_a_fever(triage):
+    assert triage.assess("lower back pain for 2 days and tonight im 39.2").level == "URGENT"
+    assert triage.assess("lower back pain for 2 days, I'm 39 and otherwise healthy").level != "URGENT"
+
+
+def test_a_sign_late_in_a_run_on_sentence_is_read_on_its_own(triage):
+    """The whole run-on clause reads as a story about lifting; its last comma-separated piece is the sign."""
+    text = "back went on monday lifting my toddler out of the cot, sitting on the toilet earlier i couldnt feel the seat under me at all"
+
+    result = triage.assess(text)
+
+    assert result.level == "EMERGENCY"
+    assert any(f.name == "saddle_numbness" and "toilet" in f.words for f in result.details)
 
 
 def test_a_reply_to_how_long_makes_pain_a_booking(triage):
