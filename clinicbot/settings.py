@@ -40,7 +40,7 @@ class Settings:
     tracker_store_url: str
     # Redis for the lock store when several Rasa instances share one tracker store; unset = in-memory locks.
     redis_url: Optional[str]
-    # Where booking requests wait when the database is down (one JSON file per request).
+    # Where booking requests wait when the database is down (one file per request).
     outbox_dir: Path
     clinic: ClinicDetails
     # Staff console
@@ -63,6 +63,8 @@ class Settings:
     slack_signing_secret: Optional[str] = None
     # Token for Rasa's HTTP API and the REST channel. Unset, the REST channel answers loopback callers only.
     rasa_auth_token: Optional[str] = None
+    # Fernet key that encrypts the booking outbox at rest; unset: plain JSON, readable by the server's user only.
+    outbox_key: Optional[str] = None
     # Network exposure. Everything listens on loopback unless told otherwise; a clinic puts a TLS proxy in front.
     # The Rasa server (channels, widget socket) and the web app (widget page, staff console):
     bind_host: str = "127.0.0.1"
@@ -81,6 +83,10 @@ class Settings:
     # The Rasa server's public URL as the widget's browser reaches it (e.g. https://bot.clinic.example).
     # Unset: the page's own host name on the Rasa port (local development).
     widget_rasa_url: Optional[str] = None
+
+
+# Signs console sessions and keys the export pseudonyms: a laptop default that production must replace.
+DEFAULT_CONSOLE_SECRET = "dev-only-secret-change-me"
 
 
 def _default_sqlite_url(filename: str) -> str:
@@ -107,6 +113,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
         tracker_store_url=env("TRACKER_STORE_URL", database_url),
         redis_url=env("REDIS_URL"),
         outbox_dir=Path(env("BOOKING_OUTBOX_DIR", str(VAR_DIR / "booking-outbox"))),
+        outbox_key=env("BOOKING_OUTBOX_KEY"),
         clinic=ClinicDetails(
             name=env("CLINIC_NAME", "the clinic"),
             phone=env("CLINIC_PHONE", "(555) 010-0100"),
@@ -114,7 +121,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
             hours=env("CLINIC_HOURS", "Monday to Friday, 8am to 6pm"),
             email=env("CLINIC_EMAIL", "frontdesk@example.org"),
         ),
-        console_secret=env("CONSOLE_SECRET", "dev-only-secret-change-me"),
+        console_secret=env("CONSOLE_SECRET", DEFAULT_CONSOLE_SECRET),
         console_session_minutes=env_int("CONSOLE_SESSION_MINUTES", 60),
         retention_days=env_int("RETENTION_DAYS", 365),
         telegram_token=env("TELEGRAM_TOKEN"),

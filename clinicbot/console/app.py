@@ -32,13 +32,40 @@ from clinicbot.console.presenters import (
     query_string,
     transcript,
 )
-from clinicbot.settings import Settings, load_settings
+from clinicbot.settings import DEFAULT_CONSOLE_SECRET, Settings, load_settings
 from clinicbot.storage import QUEUE_STATUSES, QUEUE_TABLES, ConsoleStore
 
 logger = logging.getLogger(__name__)
 audit = logging.getLogger("clinicbot.console.audit")
-# Who may read the audit trail.
-AUDIT_ROLES = {"clinician"}
+# Which roles may open which page (the first part of the path after /console), and the navigation they see.
+# Front desk: the follow-up queue, with names and contact details to call patients back, and its status changes.
+# Clinicians: everything about patients. Admins: the audit trail; accounts are managed with the users CLI.
+PAGE_ROLES = {
+    "conversations": {"clinician"},
+    "transcript": {"clinician"},
+    "queue": {"front_desk", "clinician"},
+    "feedback": {"clinician"},
+    "insight": {"front_desk", "clinician", "admin"},
+    "export": {"clinician"},
+    "export.csv": {"clinician"},
+    "audit": {"clinician", "admin"},
+}
+NAVIGATION = [("conversations", "Conversations"), ("queue", "Queue"), ("feedback", "Feedback"), ("insight", "Insight"),
+              ("export", "Export"), ("audit", "Audit")]
+
+
+def page_of(path: str) -> str:
+    return path[len(PREFIX):].strip("/").split("/", 1)[0]
+
+
+def allowed(role: str, path: str) -> bool:
+    """Pages not in PAGE_ROLES (the home redirect, sign-out) are open to every signed-in role."""
+    page = page_of(path)
+    return page not in PAGE_ROLES or role in PAGE_ROLES[page]
+
+
+def navigation(role: str):
+    return [(f"{PREFIX}/{page}", label) for page, label in NAVIGATION if role in PAGE_ROLES[page]]
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/console"
@@ -52,7 +79,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-DEFAULT_SECRET = "dev-only-secret-change-me"
 
 
 def _templates() -> Environment:
@@ -77,7 +103,7 @@ def _safe_next(target: Optional[str]) -> str:
     """Only ever redirect back into the console (no open redirect)."""
     if target and target.startswith(PREFIX + "/") and not target.startswith("//") and "\\" not in target:
         return target
-    return PREFIX + "/conversations"
+    return PREFIX + "/"  # home: the first page the user's role may open
 
 
 def _client_address(request: Request) -> str:
@@ -95,7 +121,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
     per_address = auth.RateLimiter(FAILURES_PER_ADDRESS, FAILURE_WINDOW_SECONDS)
     state: dict = {"store": store}
     lock = threading.Lock()
-    if settings.console_secret == DEFAULT_SECRET:
+    if settings.console_secret == DEFAULT_CONSOLE_SECRET:
         logger.warning("CONSOLE_SECRET is the development default: set it before the console holds real data")
 
     def get_store() -> ConsoleStore:
@@ -121,7 +147,9 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
         user = getattr(request.ctx, "user", None)
         session = getattr(request.ctx, "session", None)
         html = templates.get_template(template).render(
-            user=user, csrf_token=session.csrf if session else "", path=request.path, **context
+            user=user, csrf_token=session.csrf if session else "", path=request.path,
+            nav=navigation(user["role"]) if user else [], can=lambda page: bool(user) and allowed(user["role"], f"{PREFIX}/{page}"),
+            **context,
         )
         return response.html(html, status=status)
 
@@ -137,7 +165,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
             return None, None
         if get_store().session_ended(session.key):  # signed out: the cookie may be replayed until it expires
             return None, None
-        return session, {"username": user["username"], "role": user["role"]}
+        return session, {"username": user["username"], "role": auth.LEGACY_ROLES.get(user["role"], user["role"])}
 
     @blueprint.middleware("request")
     async def require_sign_in(request: Request):
@@ -152,6 +180,9 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
         request.ctx.session, request.ctx.user = session, user
         if request.method == "POST" and not auth.tokens_match(session.csrf, request.form.get("csrf_token")):
             return response.text("Missing or wrong CSRF token: reload the page and try again.", status=403)
+        if not allowed(user["role"], request.path):
+            record(request, "refused", target=page_of(request.path))
+            return error_page(request, 403, f"This page is not open to the {user['role'].replace('_', ' ')} role.")
         return None
 
     @blueprint.middleware("response")
@@ -212,7 +243,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
             record(request, "sign-in-failed", username=username)
             return login_page(request, status=401, username=username, next_url=next_url, error="Wrong user name or password.")
         per_user.reset(user_key)
-        record(request, "sign-in", username=user["username"], role=user["role"])
+        record(request, "sign-in", username=user["username"], role=auth.LEGACY_ROLES.get(user["role"], user["role"]))
         resp = response.redirect(next_url)
         cookie = sessions.issue(user["username"], auth.password_fingerprint(user["password_hash"]))
         _set_cookie(request, resp, auth.SessionCodec.COOKIE, cookie, max_age=settings.console_session_minutes * 60)
@@ -230,7 +261,8 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
     # -- pages ---------------------------------------------------------------------------------------
     @blueprint.get("/")
     async def home(request: Request):
-        return response.redirect(f"{PREFIX}/conversations")
+        pages = navigation(request.ctx.user["role"])
+        return response.redirect(pages[0][0] if pages else f"{PREFIX}/login")
 
     @blueprint.get("/conversations")
     async def conversations(request: Request):
@@ -346,8 +378,6 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
 
     @blueprint.get("/audit")
     async def audit_trail(request: Request):
-        if request.ctx.user["role"] not in AUDIT_ROLES:
-            return error_page(request, 403, "The audit trail is for clinicians.")
         record(request, "audit")
         return render(request, "audit.html", entries=get_store().audit_entries())
 

@@ -21,7 +21,12 @@ from typing import Any, Deque, Dict, Optional
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-ROLES = ("staff", "clinician")
+# docs/console.md, "Roles": front desk calls patients back from the queue; clinicians read conversations and
+# export; admins read the audit trail and manage accounts (the users CLI), and see no patient data.
+ROLES = ("front_desk", "clinician", "admin")
+# Before roles were split, everyone but clinicians was "staff"; migration 0002 renames them, and an account in a
+# database it has not run on is read the same way.
+LEGACY_ROLES = {"staff": "front_desk"}
 MIN_PASSWORD_LENGTH = 10
 # Hashing a 90 MB "password" took half a gigabyte; no pass phrase needs more than this.
 MAX_PASSWORD_LENGTH = 256

@@ -1,8 +1,8 @@
 """Staff accounts for the console.
 
-    python -m clinicbot.console.users add NAME [--role staff|clinician]
+    python -m clinicbot.console.users add NAME [--role front_desk|clinician|admin]
     python -m clinicbot.console.users set-password NAME
-    python -m clinicbot.console.users set-role NAME staff|clinician
+    python -m clinicbot.console.users set-role NAME front_desk|clinician|admin
     python -m clinicbot.console.users remove NAME
     python -m clinicbot.console.users list
 
@@ -54,7 +54,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", help="create an account (password from a prompt or stdin)")
     add.add_argument("name")
-    add.add_argument("--role", choices=ROLES, default="staff", help="clinician may export identifiable data")
+    add.add_argument("--role", choices=ROLES, default="front_desk",
+                     help="front_desk: the queue; clinician: conversations and exports; admin: the audit trail")
     password = commands.add_parser("set-password", help="replace a password (ends the user's sessions)")
     password.add_argument("name")
     role = commands.add_parser("set-role", help="change a role")

@@ -1,5 +1,6 @@
-"""The console's audit trail, audit_log (append-only; retention never deletes it), and ended_sessions (sign-out
-ends a session server-side).
+"""The console's audit trail, audit_log (append-only; retention never deletes it), ended_sessions (sign-out
+ends a session server-side), and the roles front_desk / clinician / admin: the old "staff" role becomes front_desk
+(it saw every transcript; transcripts are for clinicians now, see docs/console.md).
 
 Like 0001, creates a table only when it is missing: Store.ensure_schema() may have created it already.
 
@@ -40,8 +41,10 @@ def upgrade() -> None:
             sa.Column("ended_at", sa.DateTime(timezone=True), nullable=False),
         )
         op.create_index("ix_ended_sessions_ended_at", "ended_sessions", ["ended_at"])
+    op.execute("UPDATE staff_users SET role = 'front_desk' WHERE role = 'staff'")
 
 
 def downgrade() -> None:
+    op.execute("UPDATE staff_users SET role = 'staff' WHERE role = 'front_desk'")
     op.drop_table("ended_sessions")
     op.drop_table("audit_log")

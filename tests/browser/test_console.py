@@ -41,7 +41,7 @@ def test_sign_in_filter_red_flags_read_transcript_and_mark_booking_contacted(sta
     store = ConsoleStore(stack_env["DATABASE_URL"])
     booking = next(b for b in store.list_bookings() if b["conversation_id"] == chat.conversation_id)
     username, password = f"browser-{uuid.uuid4().hex[:6]}", "browser test password"
-    store.create_staff_user(username, hash_password(password), "staff")
+    store.create_staff_user(username, hash_password(password), "clinician")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     with sync_playwright() as playwright:

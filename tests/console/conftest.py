@@ -40,7 +40,7 @@ def console_settings(stack_env) -> Settings:
 def accounts(console_store) -> Dict[str, Tuple[str, str]]:
     """role -> (user name, password); the hashes are made exactly as the users CLI makes them."""
     made = {}
-    for role in ("staff", "clinician"):
+    for role in ("front_desk", "clinician", "admin"):
         name = f"{role}-{uuid.uuid4().hex[:6]}"
         console_store.create_staff_user(name, hash_password(PASSWORD), role)
         made[role] = (name, PASSWORD)
@@ -59,8 +59,8 @@ def client(console_app) -> SanicASGITestClient:
 
 
 @pytest.fixture
-async def staff_client(client, accounts) -> SanicASGITestClient:
-    response = await sign_in(client, *accounts["staff"])
+async def front_desk_client(client, accounts) -> SanicASGITestClient:
+    response = await sign_in(client, *accounts["front_desk"])
     assert response.status_code == 302, response.text
     return client
 
@@ -69,5 +69,13 @@ async def staff_client(client, accounts) -> SanicASGITestClient:
 async def clinician_client(console_app, accounts) -> SanicASGITestClient:
     client = SanicASGITestClient(console_app)
     response = await sign_in(client, *accounts["clinician"])
+    assert response.status_code == 302, response.text
+    return client
+
+
+@pytest.fixture
+async def admin_client(console_app, accounts) -> SanicASGITestClient:
+    client = SanicASGITestClient(console_app)
+    response = await sign_in(client, *accounts["admin"])
     assert response.status_code == 302, response.text
     return client

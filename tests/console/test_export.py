@@ -1,4 +1,4 @@
-"""CSV export: redacted by default (also inside free text), identifiable only for a clinician who asks."""
+"""CSV export (clinicians only): redacted by default (also inside free text), identifiable when the clinician asks."""
 from __future__ import annotations
 
 import csv
@@ -35,8 +35,8 @@ def assert_redacted(text: str, conversations) -> None:
 
 
 @pytest.mark.parametrize("what", ["messages", "queue", "conversations"])
-async def test_staff_export_is_redacted(staff_client, conversations, console_settings, what):
-    response = await export(staff_client, what)
+async def test_a_default_export_is_redacted(clinician_client, conversations, console_settings, what):
+    response = await export(clinician_client, what)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     assert "redacted" in response.headers["content-disposition"]
@@ -45,8 +45,8 @@ async def test_staff_export_is_redacted(staff_client, conversations, console_set
     assert booking_id in response.text  # rows stay grouped by a stable pseudonym
 
 
-async def test_redaction_reaches_into_free_text(staff_client, conversations, console_settings):
-    table = rows(await export(staff_client, "messages"))
+async def test_redaction_reaches_into_free_text(clinician_client, conversations, console_settings):
+    table = rows(await export(clinician_client, "messages"))
     booking_id = pseudonym(console_settings.console_secret, conversations["booking"])
     booking = [row for row in table if row["conversation"] == booking_id]
     said = [row["text"] for row in booking if row["speaker"] == "patient"]
@@ -59,21 +59,22 @@ async def test_redaction_reaches_into_free_text(staff_client, conversations, con
     # Clinical content stays: it is what the export is for.
     assert any("tingling" in row["text"] for row in booking)
 
-    queue = rows(await export(staff_client, "queue"))
+    queue = rows(await export(clinician_client, "queue"))
     booking_row = next(row for row in queue if row["kind"] == "booking" and row["conversation"] == booking_id)
     assert (booking_row["name"], booking_row["contact"]) == ("[name]", "[phone]")
     assert booking_row["preferred_times"] == "weekday mornings"
 
 
-async def test_cells_that_look_like_formulas_are_defused(staff_client, conversations, console_settings):
-    table = rows(await export(staff_client, "messages"))
+async def test_cells_that_look_like_formulas_are_defused(clinician_client, conversations, console_settings):
+    table = rows(await export(clinician_client, "messages"))
     formula_id = pseudonym(console_settings.console_secret, conversations["formula"])
     typed = next(row["text"] for row in table if row["conversation"] == formula_id and row["speaker"] == "patient")
     assert typed.startswith("'=HYPERLINK(")
 
 
-async def test_staff_cannot_export_identifiable_data(staff_client, conversations):
-    response = await export(staff_client, "queue", identifiable=True)
+@pytest.mark.parametrize("identifiable", [False, True])
+async def test_front_desk_cannot_export(front_desk_client, conversations, identifiable):
+    response = await export(front_desk_client, "queue", identifiable=identifiable)
     assert response.status_code == 403
     assert BOOKING_NAME not in response.text
 
@@ -95,8 +96,8 @@ async def test_clinician_who_asks_gets_identifiable_data(clinician_client, conve
         assert FREE_TEXT_EMAIL in response.text
 
 
-async def test_export_checks_its_parameters(staff_client):
-    _, response = await staff_client.get("/console/export.csv", params={"what": "everything"})
+async def test_export_checks_its_parameters(clinician_client):
+    _, response = await clinician_client.get("/console/export.csv", params={"what": "everything"})
     assert response.status_code == 400
-    _, response = await staff_client.get("/console/export.csv", params={"what": "queue", "from": "2020-01-01", "to": "2026-01-01"})
+    _, response = await clinician_client.get("/console/export.csv", params={"what": "queue", "from": "2020-01-01", "to": "2026-01-01"})
     assert response.status_code == 400  # more than a year at once

@@ -27,7 +27,7 @@ def test_add_list_change_and_remove_accounts(tmp_path):
 
     store = ConsoleStore(url)
     alice, bob = store.get_staff_user("alice"), store.get_staff_user("bob")  # names are case-insensitive
-    assert (alice["role"], bob["role"]) == ("clinician", "staff")
+    assert (alice["role"], bob["role"]) == ("clinician", "front_desk")  # the least access by default
     assert alice["password_hash"].startswith("scrypt$")
     assert password not in alice["password_hash"]
     salt = lambda user: user["password_hash"].split("$")[4]
@@ -35,7 +35,7 @@ def test_add_list_change_and_remove_accounts(tmp_path):
     assert verify_password(password, alice["password_hash"]) and not verify_password("wrong", alice["password_hash"])
 
     listed = users(url, "list")
-    assert listed.stdout.split() == ["alice", "clinician", "bob", "staff"]
+    assert listed.stdout.split() == ["alice", "clinician", "bob", "front_desk"]
     duplicate = users(url, "add", "alice", stdin=password + "\n")
     assert duplicate.returncode != 0 and "already exists" in duplicate.stderr
     short = users(url, "add", "carol", stdin="short\n")
@@ -47,4 +47,6 @@ def test_add_list_change_and_remove_accounts(tmp_path):
     assert store.get_staff_user("bob")["role"] == "clinician"
     assert users(url, "remove", "bob").returncode == 0
     assert store.get_staff_user("bob") is None
-    assert users(url, "add", "dave", "--role", "admin", stdin=password + "\n").returncode != 0  # only staff|clinician
+    assert users(url, "add", "dave", "--role", "admin", stdin=password + "\n").returncode == 0
+    assert store.get_staff_user("dave")["role"] == "admin"
+    assert users(url, "add", "erin", "--role", "staff", stdin=password + "\n").returncode != 0  # the old role is gone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
@@ -61,11 +62,11 @@ async def test_forged_or_tampered_cookie_is_not_a_session(client, accounts):
 
 
 # -- sign-in ---------------------------------------------------------------------------------------
-async def test_sign_in_then_pages_render(staff_client, conversations):
+async def test_sign_in_then_pages_render(clinician_client, conversations):
     for page in PAGES[1:]:
-        _, response = await staff_client.get(page)
+        _, response = await clinician_client.get(page)
         assert response.status_code in (200, 302, 404), page
-    _, response = await staff_client.get("/console/conversations")
+    _, response = await clinician_client.get("/console/conversations")
     assert response.status_code == 200
     assert set(conversations.values()) <= ids_on_page(response.text)
     assert response.headers["Cache-Control"] == "no-store"
@@ -73,7 +74,7 @@ async def test_sign_in_then_pages_render(staff_client, conversations):
 
 
 async def test_wrong_password_is_refused(client, accounts):
-    response = await sign_in(client, accounts["staff"][0], "not the password")
+    response = await sign_in(client, accounts["front_desk"][0], "not the password")
     assert response.status_code == 401
     assert "Wrong user name or password" in response.text
     _, page = await client.get("/console/conversations")
@@ -81,13 +82,15 @@ async def test_wrong_password_is_refused(client, accounts):
 
 
 async def test_sign_in_only_redirects_inside_the_console(client, accounts):
-    response = await sign_in(client, *accounts["staff"], next_url="https://evil.example/")
-    assert response.status_code == 302 and response.headers["location"] == "/console/conversations"
+    response = await sign_in(client, *accounts["front_desk"], next_url="https://evil.example/")
+    assert response.status_code == 302 and response.headers["location"] == "/console/"
+    _, home = await client.get("/console/")
+    assert home.headers["location"] == "/console/queue"  # the front desk's first page
 
 
 async def test_session_expires(console_store, console_settings, accounts, conversations):
     """A session cookie signed longer ago than CONSOLE_SESSION_MINUTES is refused; the same cookie signed now works."""
-    user = console_store.get_staff_user(accounts["staff"][0])
+    user = console_store.get_staff_user(accounts["clinician"][0])
 
     def cookie(age_seconds: int) -> str:
         class Signer(TimestampSigner):
@@ -109,7 +112,7 @@ async def test_session_expires(console_store, console_settings, accounts, conver
 async def test_password_change_ends_sessions(client, console_store):
     name = "temp-user"
     if console_store.get_staff_user(name) is None:
-        console_store.create_staff_user(name, hash_password(PASSWORD), "staff")
+        console_store.create_staff_user(name, hash_password(PASSWORD), "front_desk")
     assert (await sign_in(client, name, PASSWORD)).status_code == 302
     assert (await client.get("/console/queue"))[1].status_code == 200
     console_store.set_staff_password(name, hash_password("a brand new password"))
@@ -120,27 +123,27 @@ async def test_password_change_ends_sessions(client, console_store):
 # -- CSRF --------------------------------------------------------------------------------------------
 async def test_sign_in_without_csrf_token_is_forbidden(client, accounts):
     await client.get("/console/login")
-    _, response = await client.post("/console/login", data={"username": accounts["staff"][0], "password": PASSWORD})
+    _, response = await client.post("/console/login", data={"username": accounts["front_desk"][0], "password": PASSWORD})
     assert response.status_code == 403
 
 
-async def test_status_change_without_or_with_wrong_csrf_token_is_forbidden(staff_client, console_store, conversations):
+async def test_status_change_without_or_with_wrong_csrf_token_is_forbidden(front_desk_client, console_store, conversations):
     item = next(i for i in console_store.queue_items() if i["conversation_id"] == conversations["handoff"])
     url = f"/console/queue/handoff/{item['id']}/status"
-    _, response = await staff_client.post(url, data={"status": "closed"})
+    _, response = await front_desk_client.post(url, data={"status": "closed"})
     assert response.status_code == 403
-    _, response = await staff_client.post(url, data={"status": "closed", "csrf_token": "guessed"})
+    _, response = await front_desk_client.post(url, data={"status": "closed", "csrf_token": "guessed"})
     assert response.status_code == 403
     assert console_store.queue_item("handoff", item["id"])["status"] == item["status"]
 
 
-async def test_sign_out_needs_csrf_token(staff_client):
-    _, response = await staff_client.post("/console/logout", data={})
+async def test_sign_out_needs_csrf_token(front_desk_client):
+    _, response = await front_desk_client.post("/console/logout", data={})
     assert response.status_code == 403
-    _, page = await staff_client.get("/console/queue")
-    _, response = await staff_client.post("/console/logout", data={"csrf_token": csrf_from(page.text)})
+    _, page = await front_desk_client.get("/console/queue")
+    _, response = await front_desk_client.post("/console/logout", data={"csrf_token": csrf_from(page.text)})
     assert response.status_code == 302
-    _, response = await staff_client.get("/console/queue")
+    _, response = await front_desk_client.get("/console/queue")
     assert response.status_code == 302
 
 
@@ -153,34 +156,34 @@ async def test_five_failures_for_a_user_name_then_429_even_with_the_right_passwo
     assert response.status_code == 429
     assert int(response.headers["Retry-After"]) > 0
     # Another user from the same address is not locked out by this.
-    assert (await sign_in(client, accounts["staff"][0], PASSWORD)).status_code == 302
+    assert (await sign_in(client, accounts["front_desk"][0], PASSWORD)).status_code == 302
 
 
 async def test_many_failures_from_one_address_then_429(client, accounts):
     for attempt in range(20):
         assert (await sign_in(client, f"nobody-{attempt}", "wrong password")).status_code == 401
-    assert (await sign_in(client, accounts["staff"][0], PASSWORD)).status_code == 429
+    assert (await sign_in(client, accounts["front_desk"][0], PASSWORD)).status_code == 429
 
 
 # -- pages ---------------------------------------------------------------------------------------------
-async def test_red_flag_filter_page_lists_only_red_flag_conversations(staff_client, conversations):
-    _, response = await staff_client.get("/console/conversations", params={"red_flag": "1"})
+async def test_red_flag_filter_page_lists_only_red_flag_conversations(clinician_client, conversations):
+    _, response = await clinician_client.get("/console/conversations", params={"red_flag": "1"})
     shown = ids_on_page(response.text)
     assert {conversations[k] for k in ("booking", "emergency", "urgent")} <= shown
     assert not {conversations[k] for k in ("helpful", "handoff", "fallback", "negative_feedback")} & shown
-    _, response = await staff_client.get("/console/conversations", params={"handoff": "1"})
+    _, response = await clinician_client.get("/console/conversations", params={"handoff": "1"})
     assert conversations["handoff"] in ids_on_page(response.text)
     assert conversations["booking"] not in ids_on_page(response.text)
-    _, response = await staff_client.get("/console/conversations", params={"q": "fever", "channel": "rest"})
+    _, response = await clinician_client.get("/console/conversations", params={"q": "fever", "channel": "rest"})
     assert conversations["urgent"] in ids_on_page(response.text)
-    _, response = await staff_client.get("/console/conversations", params={"from": "2001-01-01", "to": "2001-01-02"})
+    _, response = await clinician_client.get("/console/conversations", params={"from": "2001-01-01", "to": "2001-01-02"})
     assert not ids_on_page(response.text)
-    _, response = await staff_client.get("/console/conversations", params={"from": "yesterday"})
+    _, response = await clinician_client.get("/console/conversations", params={"from": "yesterday"})
     assert response.status_code == 400
 
 
-async def test_transcript_shows_the_conversation_triage_with_the_message_each_finding_came_from(staff_client, conversations):
-    _, response = await staff_client.get("/console/transcript", params={"id": conversations["emergency_across_turns"]})
+async def test_transcript_shows_the_conversation_triage_with_the_message_each_finding_came_from(clinician_client, conversations):
+    _, response = await clinician_client.get("/console/transcript", params={"id": conversations["emergency_across_turns"]})
     html = response.text
     assert "Conversation triage after message 2" in html
     assert 'class="badge level-emergency">EMERGENCY' in html
@@ -188,50 +191,50 @@ async def test_transcript_shows_the_conversation_triage_with_the_message_each_fi
     assert re.search(r"message 2: saddle numbness — affirmed \((lexicon|semantic)\)", html)
 
 
-async def test_transcript_shows_markup_as_text(staff_client, conversations):
-    _, response = await staff_client.get("/console/transcript", params={"id": conversations["markup"]})
+async def test_transcript_shows_markup_as_text(clinician_client, conversations):
+    _, response = await clinician_client.get("/console/transcript", params={"id": conversations["markup"]})
     assert response.status_code == 200
     assert "<script>alert" not in response.text and "<b>bold</b>" not in response.text
     assert "&lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt;" in response.text
     # The search box echoes the query escaped too.
-    _, response = await staff_client.get("/console/conversations", params={"q": MARKUP})
+    _, response = await clinician_client.get("/console/conversations", params={"q": MARKUP})
     assert "<script>alert" not in response.text and conversations["markup"] in ids_on_page(response.text)
 
 
-async def test_transcript_shows_intent_confidence_and_triage(staff_client, conversations):
-    _, response = await staff_client.get("/console/transcript", params={"id": conversations["emergency"]})
+async def test_transcript_shows_intent_confidence_and_triage(clinician_client, conversations):
+    _, response = await clinician_client.get("/console/transcript", params={"id": conversations["emergency"]})
     html = response.text
     assert "I can&#39;t feel anything between my legs" in html
     assert "red_flag_emergency" in html and "1.00" in html
     assert 'class="badge level-emergency">EMERGENCY' in html
     assert "<mark>" in html  # the matched words
-    _, response = await staff_client.get("/console/transcript", params={"id": "no-such-conversation"})
+    _, response = await clinician_client.get("/console/transcript", params={"id": "no-such-conversation"})
     assert response.status_code == 404
 
 
-async def test_queue_puts_emergency_and_urgent_first(staff_client, conversations):
-    _, response = await staff_client.get("/console/queue", params={"view": "all"})
+async def test_queue_puts_emergency_and_urgent_first(clinician_client, conversations):
+    _, response = await clinician_client.get("/console/queue", params={"view": "all"})
     items = re.findall(r'<li class="item( urgent)?" data-item="([a-z]+-\d+)"', response.text)
     flags = [bool(urgent) for urgent, _ in items]
     assert flags and flags[0] and flags == sorted(flags, reverse=True)
 
 
-async def test_feedback_and_insight_pages(staff_client, conversations):
-    _, response = await staff_client.get("/console/feedback")
+async def test_feedback_and_insight_pages(clinician_client, conversations):
+    _, response = await clinician_client.get("/console/feedback")
     assert 'data-topic="back_pain_after_sex_causes"' in response.text
-    _, response = await staff_client.get("/console/insight")
+    _, response = await clinician_client.get("/console/insight")
     assert response.status_code == 200 and "<svg" in response.text and 'class="bar-conversations"' in response.text
 
 
 # -- status changes persist ------------------------------------------------------------------------------
 async def test_status_change_is_stored_with_who_and_when_and_survives_a_new_app(
-    staff_client, console_store, console_settings, accounts, conversations, stack_env
+    front_desk_client, console_store, console_settings, accounts, conversations, stack_env
 ):
     from clinicbot.storage import ConsoleStore
 
     item = next(i for i in console_store.queue_items() if i["conversation_id"] == conversations["urgent"])
-    _, page = await staff_client.get("/console/queue")
-    _, response = await staff_client.post(
+    _, page = await front_desk_client.get("/console/queue")
+    _, response = await front_desk_client.post(
         f"/console/queue/triage/{item['id']}/status",
         data={"status": "contacted", "csrf_token": csrf_from(page.text), "next": "/console/queue"},
     )
@@ -241,22 +244,22 @@ async def test_status_change_is_stored_with_who_and_when_and_survives_a_new_app(
     stored = fresh.queue_item("triage", item["id"])
     assert stored["status"] == "contacted"
     change = stored["history"][-1]
-    assert (change["old_status"], change["new_status"], change["changed_by"]) == ("new", "contacted", accounts["staff"][0])
+    assert (change["old_status"], change["new_status"], change["changed_by"]) == ("new", "contacted", accounts["front_desk"][0])
     assert abs(time.time() - change["changed_at"].timestamp()) < 120
 
     client = SanicASGITestClient(make_app(fresh, console_settings))
     await sign_in(client, *accounts["clinician"])
     _, response = await client.get("/console/queue")
     block = re.search(rf'data-item="triage-{item["id"]}".*?</li>', response.text, re.S).group(0)
-    assert "contacted by <strong>" + accounts["staff"][0] in block
+    assert "contacted by <strong>" + accounts["front_desk"][0] in block
 
 
-async def test_unknown_status_or_item_is_rejected(staff_client):
-    _, page = await staff_client.get("/console/queue")
+async def test_unknown_status_or_item_is_rejected(front_desk_client):
+    _, page = await front_desk_client.get("/console/queue")
     token = csrf_from(page.text)
-    _, response = await staff_client.post("/console/queue/booking/1/status", data={"status": "done", "csrf_token": token})
+    _, response = await front_desk_client.post("/console/queue/booking/1/status", data={"status": "done", "csrf_token": token})
     assert response.status_code == 400
-    _, response = await staff_client.post("/console/queue/booking/999999/status", data={"status": "closed", "csrf_token": token})
+    _, response = await front_desk_client.post("/console/queue/booking/999999/status", data={"status": "closed", "csrf_token": token})
     assert response.status_code == 404
 
 
@@ -274,46 +277,54 @@ def audit_rows(console_store, username):
 
 
 async def test_every_read_of_patient_data_and_every_sign_in_is_in_the_audit_trail(
-    client, clinician_client, console_store, accounts, conversations
+    console_app, admin_client, front_desk_client, console_store, accounts, conversations
 ):
-    staff_name = accounts["staff"][0]
-    seen = {row["id"] for row in audit_rows(console_store, staff_name)}
-    await sign_in(client, staff_name, "not the password")
-    await sign_in(client, *accounts["staff"])
+    client = SanicASGITestClient(console_app)  # its own cookies (front_desk_client signed in on the shared `client`)
+    name = f"clinician-{uuid.uuid4().hex[:6]}"
+    console_store.create_staff_user(name, hash_password(PASSWORD), "clinician")
+    await sign_in(client, name, "not the password")
+    await sign_in(client, name, PASSWORD)
     conversation_id = conversations["booking"]
     await client.get("/console/conversations", params={"q": "Jane"})
     await client.get("/console/transcript", params={"id": conversation_id})
     await client.get("/console/queue", params={"view": "open"})
     await client.get("/console/feedback")
     await client.get("/console/export.csv", params={"what": "messages"})
-    await client.get("/console/export.csv", params={"what": "messages", "identifiable": "1"})
+    await client.get("/console/export.csv", params={"what": "queue", "identifiable": "1"})
 
-    rows = [row for row in audit_rows(console_store, staff_name) if row["id"] not in seen]
+    rows = audit_rows(console_store, name)
     done = [(row["action"], row["target"]) for row in reversed(rows)]
     assert done == [
         ("sign-in-failed", ""), ("sign-in", ""), ("conversations", ""), ("transcript", conversation_id),
-        ("queue", "open"), ("feedback", ""), ("export", "messages"), ("export-refused", "messages"),
+        ("queue", "open"), ("feedback", ""), ("export", "messages"), ("export", "queue"),
     ]
-    assert {row["role"] for row in rows if row["action"] != "sign-in-failed"} == {"staff"}
+    assert {row["role"] for row in rows if row["action"] != "sign-in-failed"} == {"clinician"}
     assert all(row["address"] and row["at"] for row in rows)
     assert "q=Jane" in next(row["detail"] for row in rows if row["action"] == "conversations")
+    assert "identifiable=True" in rows[0]["detail"]
 
-    # clinicians read it in the console; staff may not
-    _, page = await clinician_client.get("/console/audit")
+    # a page the role may not open is refused, and that is recorded too
+    _, refused = await front_desk_client.get("/console/transcript", params={"id": conversation_id})
+    assert refused.status_code == 403
+    [latest] = audit_rows(console_store, accounts["front_desk"][0])[:1]
+    assert (latest["action"], latest["target"]) == ("refused", "transcript")
+
+    # admins read the trail in the console; the front desk may not
+    _, page = await admin_client.get("/console/audit")
     assert page.status_code == 200
-    assert f'<td>{staff_name}</td><td>staff</td><td>transcript</td>' in page.text
-    _, refused = await client.get("/console/audit")
+    assert f"<td>{name}</td><td>clinician</td><td>transcript</td>" in page.text
+    _, refused = await front_desk_client.get("/console/audit")
     assert refused.status_code == 403
 
 
-async def test_a_status_change_is_audited_with_who_and_what(staff_client, console_store, accounts, conversations):
+async def test_a_status_change_is_audited_with_who_and_what(front_desk_client, console_store, accounts, conversations):
     item = next(i for i in console_store.queue_items() if i["kind"] == "handoff")
-    _, page = await staff_client.get("/console/queue")
+    _, page = await front_desk_client.get("/console/queue")
     token = csrf_from(page.text)
 
-    await staff_client.post(f"/console/queue/handoff/{item['id']}/status", data={"status": "contacted", "csrf_token": token})
+    await front_desk_client.post(f"/console/queue/handoff/{item['id']}/status", data={"status": "contacted", "csrf_token": token})
 
-    [latest] = [r for r in audit_rows(console_store, accounts["staff"][0]) if r["action"] == "status"][:1]
+    [latest] = [r for r in audit_rows(console_store, accounts["front_desk"][0]) if r["action"] == "status"][:1]
     assert (latest["target"], latest["detail"]) == (f"handoff {item['id']}", "contacted")
 
 
@@ -329,3 +340,47 @@ async def test_a_session_cookie_replayed_after_sign_out_is_refused(clinician_cli
 
     assert export.status_code == 401
     assert transcript.status_code == 302 and "/console/login" in transcript.headers["location"]
+
+
+# -- roles (docs/console.md, "Roles"): each role against each page -------------------------------------------
+ROLE_PAGES = {  # page -> roles that may open it, as docs/console.md decides
+    "/console/conversations": {"clinician"},
+    "/console/transcript?id={booking}": {"clinician"},
+    "/console/queue": {"front_desk", "clinician"},
+    "/console/feedback": {"clinician"},
+    "/console/insight": {"front_desk", "clinician", "admin"},
+    "/console/export": {"clinician"},
+    "/console/export.csv?what=queue": {"clinician"},
+    "/console/audit": {"clinician", "admin"},
+}
+
+
+NAVIGATION_OF = {
+    "front_desk": {"queue", "insight"},
+    "clinician": {"conversations", "queue", "feedback", "insight", "export", "audit"},
+    "admin": {"insight", "audit"},
+}
+
+
+@pytest.mark.parametrize("role", ["front_desk", "clinician", "admin"])
+async def test_each_role_opens_only_its_pages(console_app, accounts, conversations, role):
+    client = SanicASGITestClient(console_app)
+    assert (await sign_in(client, *accounts[role])).status_code == 302
+
+    for page, roles in ROLE_PAGES.items():
+        _, response = await client.get(page.format(booking=conversations["booking"]))
+        assert response.status_code == (200 if role in roles else 403), (role, page)
+        if role not in roles:
+            assert BOOKING_NAME not in response.text
+
+    _, home = await client.get("/console/")
+    nav = re.findall(r'<nav aria-label="Console">(.*?)</nav>', (await client.get(home.headers["location"]))[1].text, re.S)[0]
+    shown = set(re.findall(r'href="/console/([a-z.]+)"', nav))
+    assert shown == NAVIGATION_OF[role]
+
+
+async def test_the_front_desk_sees_contact_details_in_the_queue_but_no_transcript_link(front_desk_client, conversations):
+    _, response = await front_desk_client.get("/console/queue", params={"view": "all"})
+
+    assert BOOKING_NAME in response.text  # to call the patient back
+    assert "/console/transcript" not in response.text
