@@ -10,6 +10,7 @@ X-Action-Server-Secret, which the Rasa server sends from the endpoints file clin
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 from typing import Optional
 
@@ -27,6 +28,9 @@ SECRET_HEADER = "X-Action-Server-Secret"
 # growing with it), so the action server cannot have the public servers' 64 KB cap. It answers only the Rasa
 # server (loopback and the secret); this only bounds what a runaway caller can make it hold.
 REQUEST_MAX_BYTES = 32 * 1024 * 1024
+# Bookings queued while the database was down are written at start and then on this schedule, not only when the
+# next booking comes in.
+OUTBOX_FLUSH_SECONDS = 60
 
 
 def create_action_app(secret: str, actions_package: str = "actions") -> Sanic:
@@ -45,7 +49,25 @@ def create_action_app(secret: str, actions_package: str = "actions") -> Sanic:
             return response.json({"error": "forbidden"}, status=403)
         return None
 
+    @app.listener("after_server_start")
+    async def flush_outbox_on_schedule(app: Sanic, loop) -> None:
+        app.add_task(_flush_outbox_forever())
+
     return app
+
+
+async def _flush_outbox_forever() -> None:
+    from clinicbot.storage import default_store
+
+    while True:
+        try:
+            # database work off the event loop: a slow database must not stall the actions of other patients
+            written = await asyncio.get_running_loop().run_in_executor(None, default_store().flush_outbox)
+            if written:
+                logger.info("booking outbox: %d queued booking(s) written to the database", written)
+        except Exception:
+            logger.exception("booking outbox: flush failed; retrying in %d s", OUTBOX_FLUSH_SECONDS)
+        await asyncio.sleep(OUTBOX_FLUSH_SECONDS)
 
 
 def main() -> None:

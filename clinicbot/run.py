@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from clinicbot.action_server import SECRET_HEADER
-from clinicbot.settings import PROJECT_ROOT, Settings, load_settings
+from clinicbot.settings import DEFAULT_CONSOLE_SECRET, PROJECT_ROOT, Settings, load_settings
 
 VENV_BIN = Path(sys.executable).parent
 MODEL = PROJECT_ROOT / "models" / "pelvic-health.tar.gz"
@@ -189,10 +189,27 @@ def _endpoints_for(ports: Ports, log_dir: Path, action_server_url: Optional[str]
     return path
 
 
+def production_warnings(settings: Settings) -> List[str]:
+    """Settings still at their laptop defaults that a clinic must set before real patients use the bot
+    (docs/security.md)."""
+    warnings = []
+    if settings.console_secret == DEFAULT_CONSOLE_SECRET:
+        warnings.append("CONSOLE_SECRET is the development default: anyone can forge console sessions and export pseudonyms.")
+    if not settings.outbox_key:
+        warnings.append("BOOKING_OUTBOX_KEY is unset: bookings queued while the database is down are plain JSON on disk.")
+    if settings.database_url.startswith("sqlite"):
+        warnings.append("DATABASE_URL is a SQLite file: fine on a laptop; use PostgreSQL with backups in production.")
+    if not settings.rasa_auth_token:
+        warnings.append("RASA_AUTH_TOKEN is unset: the REST channel answers this machine only.")
+    return warnings
+
+
 def main() -> None:
     if not MODEL.exists():
         sys.exit("No trained model: run `make train` first.")
     settings = load_settings()
+    for warning in production_warnings(settings):
+        print(f"WARNING (production): {warning}", flush=True)
     print("Starting (the Rasa server takes about a minute to load the model)...", flush=True)
     stack = start_stack()
     clinic_db = settings.database_url

@@ -41,6 +41,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from cryptography.fernet import Fernet
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError, InterfaceError
 
@@ -113,7 +114,7 @@ staff_users = Table(
     Column("id", Integer, primary_key=True),
     Column("username", String(100), nullable=False, unique=True),
     Column("password_hash", String(300), nullable=False),
-    Column("role", String(20), nullable=False, default="staff"),  # staff | clinician (may export identifiable data)
+    Column("role", String(20), nullable=False, default="front_desk"),  # clinicbot.console.auth.ROLES
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -175,6 +176,14 @@ def booking_reference(idempotency_key: str) -> str:
     return "PH-" + "".join(chars)
 
 
+PLAIN_SUFFIX = ".json"
+ENCRYPTED_SUFFIX = ".fernet"
+
+
+class OutboxKeyMissing(Exception):
+    """An encrypted outbox file, and no key to read it: kept where it is until the key is set."""
+
+
 @dataclass(frozen=True)
 class BookingResult:
     reference: str
@@ -213,10 +222,12 @@ def make_engine(url: str) -> Engine:
 class Store:
     """Data access for the project's tables. Create one per process; it is thread-safe."""
 
-    def __init__(self, database_url: str, outbox_dir: Optional[Path] = None) -> None:
+    def __init__(self, database_url: str, outbox_dir: Optional[Path] = None, outbox_key: Optional[str] = None) -> None:
         self.database_url = database_url
         self.engine = make_engine(database_url)
         self.outbox_dir = outbox_dir
+        # Bookings wait in the outbox as plain JSON, or encrypted (Fernet) when BOOKING_OUTBOX_KEY is set.
+        self.outbox_cipher = Fernet(outbox_key) if outbox_key else None
         self._schema_ready = False
         self._lock = threading.Lock()
 
@@ -248,7 +259,10 @@ class Store:
             logger.warning("Database unavailable, booking %s kept in the outbox: %s", row["reference"], error)
             self._write_outbox(row)
             return BookingResult(reference=row["reference"], stored=False)
-        self.flush_outbox()
+        try:
+            self.flush_outbox()
+        except Exception:  # this booking is stored: nothing about the queue may make the patient hear otherwise
+            logger.exception("Flushing the booking outbox failed; it is retried on the next booking and on schedule")
         return BookingResult(reference=row["reference"], stored=True)
 
     def _booking_row(self, booking: Dict[str, Any]) -> Dict[str, Any]:
@@ -287,12 +301,16 @@ class Store:
         if self.outbox_dir is None:
             raise RuntimeError("Database unavailable and no outbox configured")
         self.outbox_dir.mkdir(parents=True, exist_ok=True)
-        payload = dict(row, created_at=row["created_at"].isoformat())
-        target = self.outbox_dir / f"{row['reference']}.json"
+        payload = json.dumps(dict(row, created_at=row["created_at"].isoformat())).encode("utf-8")
+        if self.outbox_cipher is not None:
+            payload, suffix = self.outbox_cipher.encrypt(payload), ENCRYPTED_SUFFIX
+        else:
+            suffix = PLAIN_SUFFIX
+        target = self.outbox_dir / f"{row['reference']}{suffix}"
         # Write then rename, so a crash never leaves half a request behind.
         handle, temporary = tempfile.mkstemp(dir=self.outbox_dir, suffix=".tmp")
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(payload, file)
+        with os.fdopen(handle, "wb") as file:
+            file.write(payload)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
@@ -300,14 +318,35 @@ class Store:
     def pending_outbox(self) -> List[Path]:
         if self.outbox_dir is None or not self.outbox_dir.exists():
             return []
-        return sorted(self.outbox_dir.glob("*.json"))
+        return sorted(p for p in self.outbox_dir.iterdir() if p.suffix in (PLAIN_SUFFIX, ENCRYPTED_SUFFIX))
+
+    def _read_outbox(self, path: Path) -> Dict[str, Any]:
+        payload = path.read_bytes()
+        if path.suffix == ENCRYPTED_SUFFIX:
+            if self.outbox_cipher is None:
+                raise OutboxKeyMissing(path.name)
+            payload = self.outbox_cipher.decrypt(payload)
+        row = json.loads(payload.decode("utf-8"))
+        row["created_at"] = datetime.fromisoformat(row["created_at"])
+        self._booking_row(row)  # every field a booking needs is there
+        return row
 
     def flush_outbox(self) -> int:
-        """Write every queued booking into the database; returns how many were written."""
+        """Write every queued booking into the database; returns how many were written.
+
+        A file that cannot be read as a booking (corrupt, truncated, encrypted with another key) is moved to
+        `quarantine/` for a person to look at, so that it never blocks the bookings queued after it.
+        """
         written = 0
         for path in self.pending_outbox():
-            row = json.loads(path.read_text(encoding="utf-8"))
-            row["created_at"] = datetime.fromisoformat(row["created_at"])
+            try:
+                row = self._read_outbox(path)
+            except OutboxKeyMissing:
+                logger.error("Booking outbox file %s is encrypted and BOOKING_OUTBOX_KEY is not set", path.name)
+                continue
+            except Exception as error:
+                self._quarantine(path, error)
+                continue
             try:
                 self.ensure_schema()
                 self._insert_booking(row)
@@ -316,6 +355,13 @@ class Store:
             path.unlink()
             written += 1
         return written
+
+    def _quarantine(self, path: Path, error: Exception) -> None:
+        folder = path.parent / "quarantine"
+        folder.mkdir(exist_ok=True)
+        os.replace(path, folder / path.name)
+        # The file name is the booking reference; the error type says what was wrong, never the content.
+        logger.error("Booking outbox file %s could not be read (%s): moved to %s", path.name, type(error).__name__, folder)
 
     def list_bookings(self) -> List[Dict[str, Any]]:
         self.ensure_schema()
@@ -427,7 +473,7 @@ def default_store() -> Store:
             from clinicbot.settings import load_settings
 
             settings = load_settings()
-            _default_store = Store(settings.database_url, settings.outbox_dir)
+            _default_store = Store(settings.database_url, settings.outbox_dir, settings.outbox_key)
         return _default_store
 
 
@@ -1018,7 +1064,7 @@ class ConsoleStore(Store):
             return connection.execute(statement).first() is not None
 
     # -- staff accounts ---------------------------------------------------------------------------
-    def create_staff_user(self, username: str, password_hash: str, role: str = "staff") -> None:
+    def create_staff_user(self, username: str, password_hash: str, role: str = "front_desk") -> None:
         """Raises ValueError when the name is taken."""
         self.ensure_schema()
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,29 @@ def test_emergency_advice_and_answers_survive_an_action_server_that_is_down(stac
     texts = chat.texts("can I talk to a real person")
     assert "911" in texts[0]
     assert any("flagged this conversation" in t for t in texts[1:])
+
+
+def test_a_booking_queued_while_the_database_was_down_is_written_when_the_action_server_starts(stack, stack_env, stack_store):
+    """The outbox is flushed at start and on a schedule, not only when the next patient books."""
+    from clinicbot.storage import Store
+
+    key = f"queued-{time.time_ns()}:1.0"
+    queued = Store(stack_env["DATABASE_URL"], Path(stack_env["BOOKING_OUTBOX_DIR"]))
+    row = queued._booking_row({
+        "idempotency_key": key, "conversation_id": key.split(":")[0], "name": "Queued Patient", "contact": "555-010-0199",
+        "contact_kind": "phone", "visit_type": "virtual", "consent": True,
+    })
+    queued._write_outbox(row)
+
+    stack.stop_process("actions")
+    stack.start_process("actions")
+
+    deadline = time.time() + 30
+    while time.time() < deadline and not [b for b in stack_store.list_bookings() if b["reference"] == row["reference"]]:
+        time.sleep(0.5)
+    [stored] = [b for b in stack_store.list_bookings() if b["reference"] == row["reference"]]
+    assert stored["name"] == "Queued Patient"
+    assert queued.pending_outbox() == []
 
 
 def test_off_topic_reply_offers_the_clinic_and_the_button_gives_its_contact(new_chat):

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from clinicbot.action_server import SECRET_HEADER
-from clinicbot.run import Ports, rasa_api_arguments
+from clinicbot.run import Ports, production_warnings, rasa_api_arguments
 from clinicbot.settings import load_settings
 from clinicbot.storage import ConsoleStore
 
@@ -104,3 +104,14 @@ def test_rasa_api_needs_a_token_and_named_origins():
 
     configured = load_settings({"RASA_API_ENABLED": "1", "RASA_AUTH_TOKEN": "t", "RASA_CORS_ORIGINS": "https://a.example, https://b.example"})
     assert rasa_api_arguments(configured, ports)[-2:] == ["https://a.example", "https://b.example"]
+
+
+def test_make_run_warns_about_each_production_setting_left_at_its_default():
+    laptop = production_warnings(load_settings({}))
+    assert [w.split(" ", 1)[0] for w in laptop] == ["CONSOLE_SECRET", "BOOKING_OUTBOX_KEY", "DATABASE_URL", "RASA_AUTH_TOKEN"]
+
+    production = load_settings({
+        "CONSOLE_SECRET": "x" * 40, "BOOKING_OUTBOX_KEY": "k" * 44, "DATABASE_URL": "postgresql://db/clinic",
+        "RASA_AUTH_TOKEN": "t",
+    })
+    assert production_warnings(production) == []

@@ -138,3 +138,45 @@ def test_a_failed_statement_does_not_put_patient_details_in_the_error(tmp_path):
         connection.execute(text("INSERT INTO no_such_table (name, email) VALUES (:name, :email)"),
                            {"name": "Jane Patient", "email": "jane@example.org"})
     assert "Jane Patient" not in str(failure.value) and "jane@example.org" not in str(failure.value)
+
+
+# -- the booking outbox: never blocked by a bad file, encrypted at rest when a key is set (issue 11) -------------
+def queue_booking(store: Store, key: str, name: str) -> str:
+    """What save_booking does while the database is down: the booking waits in the outbox."""
+    row = store._booking_row(a_booking(key, name=name))
+    store._write_outbox(row)
+    return row["reference"]
+
+
+def test_a_corrupt_outbox_file_is_quarantined_and_never_blocks_the_bookings_after_it(tmp_path, caplog):
+    store = Store(f"sqlite:///{tmp_path / 'clinic.db'}", tmp_path / "outbox")
+    (tmp_path / "outbox").mkdir()
+    (tmp_path / "outbox" / "PH-AAAAAA.json").write_text('{"reference": "PH-AAAAAA", "name": "Trunc')  # half a file
+    queued = queue_booking(store, "queued:1.0", "Sam Patel")
+
+    result = store.save_booking(a_booking("now:2.0", name="Jo Kim"))
+
+    assert result.stored is True  # the patient is told the truth: stored
+    assert sorted(row["name"] for row in store.list_bookings()) == ["Jo Kim", "Sam Patel"]
+    assert store.pending_outbox() == []
+    assert (tmp_path / "outbox" / "quarantine" / "PH-AAAAAA.json").exists()
+    assert queued not in {p.stem for p in (tmp_path / "outbox" / "quarantine").iterdir()}
+    assert "Trunc" not in caplog.text  # the log says which file, never what is in it
+
+
+def test_with_a_key_the_outbox_is_encrypted_at_rest_and_still_flushes(tmp_path):
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    store = Store(f"sqlite:///{tmp_path / 'clinic.db'}", tmp_path / "outbox", outbox_key=key)
+    reference = queue_booking(store, "queued:1.0", "Sam Patel")
+
+    [path] = store.pending_outbox()
+    assert path.name == f"{reference}.fernet"
+    assert b"Sam Patel" not in path.read_bytes() and b"555" not in path.read_bytes()
+
+    without_key = Store(f"sqlite:///{tmp_path / 'clinic.db'}", tmp_path / "outbox")
+    assert without_key.flush_outbox() == 0 and store.pending_outbox() == [path]  # kept, not quarantined
+
+    assert store.flush_outbox() == 1
+    assert [row["name"] for row in store.list_bookings()] == ["Sam Patel"]
