@@ -110,7 +110,8 @@ class ConversationTriagePolicy(Policy):
             question = self._safety_net_question(result, events[:user_index])
             if question:
                 if not plan:
-                    plan = ["utter_faq"] if intent == "faq" else []
+                    # what the rules would have said for this message (data/rules/), then the question
+                    plan = list(ADVICE_PLANS.get(message_level) or (["utter_faq"] if intent == "faq" else []))
                 plan = [step for step in plan if step not in BOOKING_OFFERS] + [question]
         if not plan and message_level == "NONE" and TOO_LONG_KEY in (latest.parse_data or {}):
             # Only the first part was read (clinicbot/nlu_gates.py): ask kindly for a shorter message rather than

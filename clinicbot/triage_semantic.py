@@ -111,6 +111,10 @@ class SemanticFindingDetector:
 
         self.probability = 1.0  # no classifier: nothing is raised by learning
         learned = config.get("learned") or {}
+        suspect = learned.get("suspect") or {}
+        self.suspect_probability = float(suspect.get("probability", 1.0))
+        self.suspect_findings = set(suspect.get("findings") or [])
+        self.suspect_as = suspect.get("as")
         if learned:
             self._train(learned)
 
@@ -156,6 +160,7 @@ class SemanticFindingDetector:
         segments = clauses + run_on_pieces(doc)
         vectors = self.encoder.encode([doc[start:end].text for start, end in segments])
         found: List[Finding] = []
+        suspected = set()
         for name, examples in self.examples.items():
             like_scores = vectors @ examples.like.T
             unlike_best = (vectors @ examples.unlike.T).max(axis=1) if examples.unlike is not None else None
@@ -166,6 +171,16 @@ class SemanticFindingDetector:
                 near = best >= examples.threshold and (unlike_best is None or unlike_best[index] < best)
                 learned = probability is not None and probability[index] >= self.probability
                 if not (near or learned):
+                    if (self.suspect_as and name in self.suspect_findings and probability is not None
+                            and probability[index] >= self.suspect_probability):
+                        # suspected, not established: a finding that raises no level but asks the safety question
+                        start, end = segments[index]
+                        status = status_of(start, end)
+                        if status not in suspected:
+                            suspected.add(status)
+                            found.append(Finding(name=self.suspect_as, status=status, words=doc[start:end].text,
+                                                 detector=LEARNED, turn=turn, score=float(probability[index]),
+                                                 span=(start, end)))
                     continue
                 detector = SEMANTIC if near else LEARNED
                 if not near:

@@ -285,6 +285,26 @@ def test_policy_stays_out_of_ordinary_turns(policy, domain, triage):
     assert predicted(policy, domain, events)[0] is None
 
 
+def test_a_sign_the_classifier_only_suspects_gets_the_safety_question_not_silence(policy, domain, triage):
+    """Between 60% and 95% sure of a cauda-equina sign, the learned detector raises possible_cauda_equina_sign:
+    no level of its own, but with back pain the bot gives the advice the message needs, then the safety question."""
+    text = "bad back for 3 days and earlier I went to the bathroom and couldnt tell if anything came out"
+    result = triage.assess(text)
+    [suspected] = [f for f in result.details if f.name == "possible_cauda_equina_sign"]
+    assert result.level == "BOOKING"
+    assert (suspected.detector, suspected.status) == ("learned", "affirmed") and 0.6 <= suspected.score < 0.95
+
+    events = [ActionExecuted("action_listen"), user(triage, text)]
+    said = []
+    for _ in range(5):
+        action = predicted(policy, domain, events)[0]
+        if action in (None, "action_listen"):
+            break
+        said.append(action)
+        events.append(ActionExecuted(action))
+    assert said == ["utter_triage_booking", "action_triage_followup", "utter_ask_cauda_equina_signs"]
+
+
 def test_policy_asks_one_safety_net_question_when_a_sign_is_only_suggested(policy, domain, triage):
     events = [ActionExecuted("action_listen"),
               user(triage, "my back has been aching since yesterday and my legs feel kind of funny, what stretches help?")]
