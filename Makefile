@@ -6,7 +6,8 @@ RASA := $(VENV)/bin/rasa
 # Rasa 3.6 needs Python 3.10 (the machine's default python3 is 3.11).
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10.13/bin/python /root/.pyenv/versions/3.10.13/bin/python; do $$p --version >/dev/null 2>&1 && { echo $$p; break; }; done)
 MODEL := models/pelvic-health.tar.gz
-# Rasa's training data. data/triage/ holds the triage rules, which are not Rasa training data.
+# Rasa's training data. data/triage/ holds the triage rules and data/content/ what each answer rests on: neither is
+# Rasa training data.
 RASA_DATA := data/nlu data/rules data/responses
 # The triage code and its rules and example phrases (data/triage/) are loaded at run time, not baked into the
 # model: changing them needs no retraining.
