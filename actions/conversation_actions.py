@@ -5,6 +5,7 @@ import logging
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import channel_of, clinic_vars, log_id
@@ -46,7 +47,8 @@ class ActionFlagSafeguarding(Action):
             default_store().record_handoff(tracker.sender_id, channel_of(tracker), note)
         except Exception:  # the patient already has the helplines; the transcript still shows the disclosure
             logger.exception("Could not flag conversation %s for safeguarding follow-up", log_id(tracker))
-        return []
+        # From now on no answer suggests involving a partner (clinical-red-flags.md, "Safeguarding").
+        return [SlotSet("abuse_disclosed", True)] if {"abuse", "sexual_assault"} & set(kinds) else []
 
 
 def last_answered_topic(tracker: Tracker) -> Optional[str]:
