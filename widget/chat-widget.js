@@ -22,7 +22,7 @@
   var MAX_MESSAGES = 200;
   var GREETING = "/greet";
   var DISCLAIMER =
-    "I share information from the clinic's articles. It is not a diagnosis or medical advice. " +
+    "I share information from published articles on pelvic health. It is not a diagnosis or medical advice. " +
     "In an emergency, call 911.";
 
   var state = loadState();
