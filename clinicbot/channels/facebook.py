@@ -1,8 +1,8 @@
 """Facebook Messenger, configured from FACEBOOK_VERIFY, FACEBOOK_SECRET and FACEBOOK_PAGE_ACCESS_TOKEN.
 
 Off (no routes) unless all three are set. Differences from Rasa's FacebookInput:
-- The signature is checked with constant-time comparison, X-Hub-Signature-256 (sha256) when Meta sends it, else
-  X-Hub-Signature (sha1); a request without a valid one gets 403 (Rasa answers 200 "not validated").
+- The signature is checked with constant-time comparison, X-Hub-Signature-256 (sha256) only, never the SHA-1
+  X-Hub-Signature; a request without a valid one gets 403 (Rasa answers 200 "not validated").
   The subscription check (GET) answers the challenge only for hub.verify_token = FACEBOOK_VERIFY, else 403.
 - Every message in a batch is handled (Rasa stops after the first).
 - Buttons follow Messenger's limits: up to 3 buttons with titles of at most 20 characters -> a button template;
@@ -45,16 +45,13 @@ QUICK_REPLIES_MAX = 13
 
 
 def signature_is_valid(app_secret: str, body: bytes, headers: Any) -> bool:
-    for header, digest in (("X-Hub-Signature-256", hashlib.sha256), ("X-Hub-Signature", hashlib.sha1)):
-        value = headers.get(header)
-        if value:
-            method, _, signature = value.partition("=")
-            expected_method = "sha256" if digest is hashlib.sha256 else "sha1"
-            if method != expected_method or not signature:
-                return False
-            expected = hmac.new(app_secret.encode("utf-8"), body, digest).hexdigest()
-            return hmac.compare_digest(expected, signature)
-    return False
+    """X-Hub-Signature-256 only: Meta sends it on every webhook, and the SHA-1 X-Hub-Signature it still sends
+    alongside is weaker, so a request that carries only SHA-1 is refused."""
+    method, _, signature = (headers.get("X-Hub-Signature-256") or "").partition("=")
+    if method != "sha256" or not signature:
+        return False
+    expected = hmac.new(app_secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
 
 
 class FacebookOutput(OutputChannel):
@@ -169,7 +166,7 @@ class FacebookChannel(InputChannel):
         @webhook.route("/webhook", methods=["POST"])
         async def webhook_post(request: Request) -> HTTPResponse:
             if not signature_is_valid(self.secret or "", request.body or b"", request.headers):
-                return forbidden("Facebook request without a valid X-Hub-Signature")
+                return forbidden("Facebook request without a valid X-Hub-Signature-256")
             payload = request.json if request.body else None
             if not isinstance(payload, dict):
                 return response.text("bad request", status=400)

@@ -1,7 +1,7 @@
 """The REST channel (/webhooks/rest/webhook) with two guards in front of Rasa's own handler.
 
 1. The REST channel is for trusted integrations. When RASA_AUTH_TOKEN is set, a POST must carry
-   `Authorization: Bearer <token>` or `?token=<token>` (Rasa does not protect this webhook). Unset, it answers only
+   `Authorization: Bearer <token>`, never `?token=` (URLs end up in logs; Rasa does not protect this webhook). Unset, it answers only
    callers on this machine that did not come through a proxy: local development and the test stack.
 2. Its sender ids live in their own namespace ("rest:<sender>"), so a caller cannot write into, or read the
    replies of, a WhatsApp, Telegram or widget conversation by naming that patient's id.
@@ -41,10 +41,11 @@ class RestChannel(RestInput):
         self.auth_token = auth_token
 
     def _token_of(self, request: Request) -> Optional[str]:
+        # The header only: a token in the URL ends up in proxy and access logs.
         header = request.headers.get("Authorization", "")
         if header.lower().startswith("bearer "):
             return header[7:].strip()
-        return request.args.get("token")
+        return None
 
     async def _extract_sender(self, req: Request) -> Optional[Text]:
         sender = await super()._extract_sender(req)

@@ -114,6 +114,17 @@ async def test_forged_signature_is_rejected_and_nothing_is_sent(app, psid, fb_se
     assert fb_sent == []
 
 
+async def test_a_request_signed_only_with_the_weaker_sha1_header_is_rejected(app, psid, fb_sent):
+    body = json.dumps(text_message(psid, "hello")).encode("utf-8")
+    sha1 = "sha1=" + hmac.new(APP_SECRET.encode("utf-8"), body, hashlib.sha1).hexdigest()  # valid, but SHA-1
+    _, response = await app.asgi_client.post(
+        WEBHOOK, content=body, headers={"Content-Type": "application/json", "X-Hub-Signature": sha1}
+    )
+
+    assert response.status == 403
+    assert fb_sent == []
+
+
 async def test_unsigned_request_is_rejected(app, psid, fb_sent):
     _, response = await app.asgi_client.post(WEBHOOK, json=text_message(psid, "hello"))
 
