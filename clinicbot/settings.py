@@ -5,6 +5,8 @@ Production sets DATABASE_URL (PostgreSQL), REDIS_URL and the channel secrets; se
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +85,11 @@ class Settings:
     # The Rasa server's public URL as the widget's browser reaches it (e.g. https://bot.clinic.example).
     # Unset: the page's own host name on the Rasa port (local development).
     widget_rasa_url: Optional[str] = None
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for one purpose (e.g. "widget-session"), derived from CONSOLE_SECRET: one secret to set, and a
+        key that leaks for one purpose reveals nothing about the others."""
+        return hmac.new(self.console_secret.encode("utf-8"), purpose.encode("utf-8"), hashlib.sha256).digest()
 
 
 # Signs console sessions and keys the export pseudonyms: a laptop default that production must replace.

@@ -7,12 +7,16 @@ every part of such a message is emitted as `{"text": ..., "custom": {"triage_lev
 the widget uses to make the message stand out. Other custom payloads are emitted as `{"custom": {...}}`.
 
 The socket.io channel stays open: it is the public website. Session persistence comes from credentials.yml.
-A browser may only resume a conversation id of the widget's own form (32 hex characters, made by the server),
-never name another channel's sender id.
+The server makes every conversation id and hands the browser a signed token for it ("<id>.<signature>"); a
+browser resumes a conversation only with a token the server signed, so it can never name another channel's
+sender id nor guess a widget one. Each socket is bound to the conversation its token confirmed: what it sends goes
+there, whatever session_id the message claims.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import inspect
 import json
 import logging
@@ -24,7 +28,7 @@ from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
 from sanic import Blueprint
 
-from clinicbot.channels.common import PROJECT_CUSTOM_KEYS, message_custom
+from clinicbot.channels.common import PROJECT_CUSTOM_KEYS, message_custom, settings
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +36,30 @@ _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def is_widget_session_id(value: Any) -> bool:
-    """The widget's conversation ids are uuid4 hex strings made by the server (session_confirm)."""
+    """The widget's conversation ids are uuid4 hex strings made by the server."""
     return isinstance(value, str) and bool(_SESSION_ID.match(value))
+
+
+class SessionTokens:
+    """'<conversation id>.<HMAC>' tokens: only the server can make one, so only it can name a conversation."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _signature(self, session_id: str) -> str:
+        return hmac.new(self._key, session_id.encode("ascii"), hashlib.sha256).hexdigest()[:32]
+
+    def issue(self, session_id: str) -> str:
+        return f"{session_id}.{self._signature(session_id)}"
+
+    def verify(self, token: Any) -> Optional[str]:
+        """The conversation id of a genuine token, else None."""
+        if not isinstance(token, str) or token.count(".") != 1:
+            return None
+        session_id, signature = token.split(".")
+        if not is_widget_session_id(session_id):
+            return None
+        return session_id if hmac.compare_digest(signature, self._signature(session_id)) else None
 
 
 async def _maybe_await(result: Any) -> None:
@@ -98,24 +124,30 @@ class WidgetSocketIOInput(SocketIOInput):
         blueprint = super().blueprint(on_new_message)
         sio = self.sio
         assert sio is not None
+        tokens = SessionTokens(settings().derived_key("widget-session"))
+        bound: Dict[Text, Text] = {}  # socket id -> the conversation its token confirmed (this process's sockets)
 
-        # Replaces Rasa's session handler: only ids of the widget's own form are accepted, so a browser
-        # cannot name another channel's conversation ("whatsapp:+1555...", a Telegram chat id) and join it.
+        # Replaces Rasa's session handler: a conversation is resumed only with a token the server signed, so a
+        # browser cannot name another channel's conversation ("whatsapp:+1555...") or guess a widget one.
         async def session_request(sid: Text, data: Optional[Dict]) -> None:
             requested = (data or {}).get("session_id") if isinstance(data, dict) else None
-            session_id = requested if is_widget_session_id(requested) else uuid.uuid4().hex
+            session_id = tokens.verify(requested) or uuid.uuid4().hex
+            bound[sid] = session_id
             if self.session_persistence:
                 await _maybe_await(sio.enter_room(sid, session_id, namespace=self.namespace))
-            await sio.emit("session_confirm", session_id, room=sid, namespace=self.namespace)
+            await sio.emit("session_confirm", tokens.issue(session_id), room=sid, namespace=self.namespace)
+
+        async def disconnect(sid: Text) -> None:
+            bound.pop(sid, None)
 
         # Replaces Rasa's user-message handler (same logic) so that replies go through WidgetOutput.
         async def handle_message(sid: Text, data: Dict) -> None:
             data = data if isinstance(data, dict) else {}
             if self.session_persistence:
-                if not is_widget_session_id(data.get("session_id")):
-                    logger.warning("socket.io message without a valid session_id ignored (send session_request first)")
+                if sid not in bound:
+                    logger.warning("socket.io message before session_request ignored")
                     return
-                sender_id = data["session_id"]
+                sender_id = bound[sid]  # the socket's own conversation, whatever the message claims
             else:
                 sender_id = sid
             metadata = data.get(self.metadata_key) or {}
@@ -132,5 +164,6 @@ class WidgetSocketIOInput(SocketIOInput):
             )
 
         sio.on("session_request", session_request, namespace=self.namespace)
+        sio.on("disconnect", disconnect, namespace=self.namespace)
         sio.on(self.user_message_evt, handle_message, namespace=self.namespace)
         return blueprint

@@ -75,7 +75,8 @@ def test_a_channel_missing_its_verification_secret_stays_off(monkeypatch, unset)
 
 # ---- the widget's socket.io channel on the running server ----
 
-async def _talk(url: str, session_id: Any, messages: List[str], wait: float = 30.0) -> Dict[str, Any]:
+async def _talk(url: str, session_id: Any, messages: List[str], wait: float = 30.0, claim: Any = None) -> Dict[str, Any]:
+    """session_request with `session_id`, then the messages (each claiming `claim` as its session, if given)."""
     client = socketio.AsyncClient(reconnection=False)
     confirmed: asyncio.Queue = asyncio.Queue()
     replies: List[dict] = []
@@ -89,7 +90,7 @@ async def _talk(url: str, session_id: Any, messages: List[str], wait: float = 30
         loop = asyncio.get_running_loop()
         for message in messages:
             before = len(replies)
-            await client.emit("user_uttered", {"message": message, "session_id": confirmed_id})
+            await client.emit("user_uttered", {"message": message, "session_id": claim or confirmed_id})
             # wait for the replies to this message: until 2 s pass without a new one (at most `wait` s)
             deadline, seen, last_change = loop.time() + wait, before, loop.time()
             while loop.time() < deadline:
@@ -111,7 +112,7 @@ async def test_emergency_reaches_the_widget_marked_and_the_conversation_goes_on(
     assert "911" in replies[0]["text"]
     assert replies[0]["custom"] == {"triage_level": "EMERGENCY"}
     # Rasa's own socket.io output crashes on this `custom` payload; the tracker must have been saved
-    events = ConsoleStore(stack_env["DATABASE_URL"]).conversation_events(result["session_id"], ["user", "action"])
+    events = ConsoleStore(stack_env["DATABASE_URL"]).conversation_events(conversation_of(result), ["user", "action"])
     assert [e["data"]["parse_data"]["intent"]["name"] for e in events if e["type_name"] == "user"] == ["red_flag_emergency"]
     assert any(e["data"].get("name") == "action_triage_followup" for e in events)
 
@@ -125,9 +126,31 @@ async def test_a_reload_resumes_the_same_conversation(stack):
     assert again["replies"][0]["text"] == "Let's book your visit. What name should the clinic use for you?"
 
 
+def conversation_of(result: Dict[str, Any]) -> str:
+    """The conversation id inside the signed token the server confirmed ("<id>.<signature>")."""
+    return result["session_id"].split(".")[0]
+
+
 @pytest.mark.parametrize("foreign_id", ["whatsapp:+15551234567", "111222333", "../../etc"])
 async def test_a_browser_cannot_join_another_channels_conversation(stack, foreign_id):
     result = await _talk(stack.rasa_url, foreign_id, [])
 
-    assert result["session_id"] != foreign_id
-    assert len(result["session_id"]) == 32 and uuid.UUID(hex=result["session_id"])
+    assert conversation_of(result) != foreign_id
+    assert uuid.UUID(hex=conversation_of(result))
+
+
+async def test_a_widget_conversation_cannot_be_joined_without_the_token_the_server_signed(stack, stack_env):
+    first = await _talk(stack.rasa_url, None, ["what is vaginismus"])
+    victim = conversation_of(first)
+
+    # the bare id (leaked, or guessed) and a forged signature both start a new conversation
+    bare = await _talk(stack.rasa_url, victim, ["hello"])
+    forged = await _talk(stack.rasa_url, f"{victim}.{'0' * 32}", ["hello"])
+    assert victim not in (conversation_of(bare), conversation_of(forged))
+    assert not any("vaginismus" in r.get("text", "").lower() for r in bare["replies"] + forged["replies"])
+
+    # a socket writes only into its own conversation, whatever session_id its messages claim
+    store = ConsoleStore(stack_env["DATABASE_URL"])
+    before = [e["data"]["text"] for e in store.conversation_events(victim, ["user"])]
+    await _talk(stack.rasa_url, None, ["hello"], claim=first["session_id"])
+    assert [e["data"]["text"] for e in store.conversation_events(victim, ["user"])] == before
