@@ -66,8 +66,8 @@ eval: train ## NLU quality on the held-out set (never trained on), and triage pr
 benchmark: train ## Latency, throughput and cold start of the REST channel (docs/performance.md)
 	$(PY) -m clinicbot.benchmark
 
-user: $(VENV)/.installed ## Create a staff account: make user NAME=alex [ROLE=clinician]
-	$(PY) -m clinicbot.console.users add $(NAME) --role $(or $(ROLE),staff)
+user: $(VENV)/.installed ## Create a console account: make user NAME=alex [ROLE=front_desk|clinician|admin]
+	$(PY) -m clinicbot.console.users add $(NAME) --role $(or $(ROLE),front_desk)
 
 migrate: $(VENV)/.installed ## Apply database migrations (Alembic) to DATABASE_URL
 	$(VENV)/bin/alembic upgrade head

@@ -216,7 +216,7 @@ def main() -> None:
     print(
         "\nRunning:\n"
         f"  Chat widget page   {stack.web_url}/\n"
-        f"  Staff console      {stack.web_url}/console  (create a user first: make user NAME=you)\n"
+        f"  Staff console      {stack.web_url}/console  (create a user first: make user NAME=you ROLE=clinician)\n"
         f"  Rasa REST channel  {stack.rasa_url}/webhooks/rest/webhook\n"
         f"  Action server      http://localhost:{stack.ports.actions}/webhook\n"
         f"  Database           {clinic_db}\n"
