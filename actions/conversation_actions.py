@@ -62,12 +62,16 @@ def last_answered_topic(tracker: Tracker) -> Optional[str]:
     return None
 
 
+HELPFUL_INTENTS = {"feedback_helpful", "affirm"}
+
+
 class ActionRecordFeedback(Action):
     def name(self) -> Text:
         return "action_record_feedback"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict]:
-        helpful = (tracker.latest_message or {}).get("intent", {}).get("name") == "feedback_helpful"
+        # The buttons send feedback_*; a typed "yes" or "no" to "Did that answer your question?" comes as affirm/deny.
+        helpful = (tracker.latest_message or {}).get("intent", {}).get("name") in HELPFUL_INTENTS
         topic = last_answered_topic(tracker)
         if topic:
             try:

@@ -272,6 +272,8 @@ async def test_handoff_flags_the_conversation_and_says_how_to_reach_the_clinic(s
 @pytest.mark.parametrize("intent, helpful, reply", [
     ("feedback_helpful", True, "utter_feedback_thanks"),
     ("feedback_not_helpful", False, "utter_feedback_sorry"),
+    ("affirm", True, "utter_feedback_thanks"),  # a typed yes to "Did that answer your question?"
+    ("deny", False, "utter_feedback_sorry"),
 ])
 async def test_feedback_is_stored_against_the_topic_just_answered(store, intent, helpful, reply):
     events = [

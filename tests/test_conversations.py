@@ -210,6 +210,16 @@ def test_booking_form_answers_a_question_midway_and_can_correct_and_stop(chat, s
     assert [r for r in stack_store.list_bookings() if r["conversation_id"] == chat.conversation_id] == []
 
 
+def test_saying_they_will_phone_the_clinic_when_asked_for_contact_details_stops_the_form(chat, stack_store):
+    assert "What name" in chat.texts("can I book an appointment?")[0]
+    assert "How can the clinic reach you" in " ".join(chat.texts("Robin"))
+
+    reply = " ".join(chat.texts("actually I'll just call the clinic myself"))
+
+    assert "stopped the booking" in reply and "phone number or an e-mail" not in reply
+    assert [r for r in stack_store.list_bookings() if r["conversation_id"] == chat.conversation_id] == []
+
+
 def test_asking_for_a_person_flags_the_conversation(chat, stack_store):
     texts = chat.texts("I want to talk to a real person")
     assert "flagged this conversation" in texts[0]
@@ -272,7 +282,7 @@ def test_off_topic_reply_offers_the_clinic_and_the_button_gives_its_contact(new_
 # --- triage across the conversation (clinicbot/triage_policy.py) -------------------------------------------------
 def test_a_sign_in_a_later_message_gets_the_emergency_instruction_at_that_turn(chat, stack_env, stack_store):
     first = chat.texts("my lower back has been really sore since the weekend, can I still do kegels?")
-    assert not any("911" in t for t in first)
+    assert not any("call 911 now" in t.lower() for t in first)  # no emergency instruction yet
     second = chat.texts("oh and something weird, I can't feel the toilet paper when I wipe")
     assert "call 911" in second[0]
     # The follow-up queue lists it as an emergency, with the words from both messages.
@@ -329,6 +339,20 @@ def test_after_a_disclosure_of_abuse_no_answer_suggests_involving_the_partner(ne
     assert "Domestic Violence Hotline" in " ".join(chat.texts("my husband hits me when he's angry"))
     answer = " ".join(chat.texts(question))
     assert "Source:" in answer and "partner" not in answer.lower()
+
+
+@pytest.mark.parametrize("typed, helpful", [("no", False), ("that didn't help", False), ("yes", True)])
+def test_typed_feedback_counts_like_the_buttons(new_chat, stack_store, typed, helpful):
+    chat = new_chat()
+    assert any("Did that answer your question?" in t for t in chat.texts("what is vaginismus"))
+
+    reply = " ".join(chat.texts(typed))
+
+    assert ("Glad it helped" if helpful else "Sorry it didn't help") in reply
+    with stack_store.engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT topic, helpful FROM feedback WHERE conversation_id = ?", (chat.conversation_id,)).all()
+    assert [tuple(r) for r in rows] == [("vaginismus", helpful)]
 
 
 def test_a_denied_thought_gets_no_safeguarding_reply(chat):
