@@ -17,7 +17,11 @@ import yaml
 from tests.test_readability import MAX_GRADE, MIN_WORDS, prose
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"  # the seeds and the red-flag policy sit beside the repository
+# A copy of the clinic's articles, their index and the red-flag policy (../shared beside the checkout), kept in the
+# repository so that a clean clone anywhere checks the answers against them; test_faithfulness.py says when the
+# copy and ../shared differ.
+SHARED = ROOT / "data" / "content" / "sources"
+CLINIC_SHARED = ROOT.parent / "shared"
 SEEDS = SHARED / "seeds"
 FAQ_FILE = ROOT / "data" / "responses" / "faq.yml"
 DOMAIN_FILE = ROOT / "domain.yml"
@@ -46,7 +50,7 @@ def responses(path: Path) -> dict[str, str]:
 
 
 def seed_titles() -> dict[str, str]:
-    """seed file name -> its title, as the index in ../shared/README.md gives it."""
+    """seed file name -> its title, as the articles' index (README.md) gives it."""
     index = (SHARED / "README.md").read_text(encoding="utf-8")
     return {name: title for name, title in re.findall(r"^\s*-\s+(\S+\.txt)\s+\S\s+\"(.+)\"\s+\(", index, re.M)}
 
@@ -101,8 +105,8 @@ def render() -> str:
         "(`tests/test_faithfulness.py` fails when this file is out of date, when a quote below is not word for word in",
         "its article, and when an answer's Source line does not name the articles its quotes come from).",
         "",
-        "- **Articles**: the four seeds in `../shared/seeds/`, titled as `../shared/README.md` indexes them;",
-        f"  red-flag policy: `../shared/{POLICY_NAME}`.",
+        "- **Articles**: the four seeds in `data/content/sources/seeds/` (a copy of `../shared/seeds/`), titled as its",
+        f"  `README.md` indexes them; red-flag policy: `data/content/sources/{POLICY_NAME}`.",
         "- **Rests on**: short exact quotes (curly quotes shown straight) that the answer's key claims rest on.",
         "- **Grade**: `textstat.flesch_kincaid_grade` (textstat 0.7.4) of the text as `tests/test_readability.py`",
         f"  reads it (Source line, placeholders and markdown removed); the limit is {MAX_GRADE:.0f}.",

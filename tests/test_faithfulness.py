@@ -5,13 +5,13 @@ exact quotes from them that its key claims rest on (and, for the medical replies
 policy sentences). This test checks that
   (a) every FAQ answer has an entry, and every entry an answer;
   (b) every quote is in its article word for word (after normalising whitespace and curly quotes);
-  (c) the answer's Source lines name exactly the articles its quotes come from, by the titles ../shared/README.md
+  (c) the answer's Source lines name exactly the articles its quotes come from, by the titles the articles' index
       gives them;
 and that the hedges, scopes and warnings the clinic decided to keep are still there (docs/content-decisions.md),
 and that docs/content-review.md is what tests/content_review.py writes from all of this.
 
-The articles live outside the repository, at ../shared (beside the main checkout and beside any git worktree of it).
-If they are missing this test fails: an answer whose article cannot be read has not been checked.
+The articles are the clinic's, at ../shared beside the checkout; data/content/sources/ is a copy of them in the
+repository, so that a clean clone anywhere (CI) checks the answers. When ../shared is there, the copy must equal it.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from tests.content_review import (
     FAQ_FILE,
     POLICY_NAME,
     REVIEW_FILE,
+    CLINIC_SHARED,
     SEEDS,
     SHARED,
     SUPPORT_FILE,
@@ -47,8 +48,21 @@ MEDICAL_PREFIXES = ("utter_triage_", "utter_see_doctor_", "utter_safeguarding_",
 
 def _read(path) -> str:
     if not path.is_file():
-        pytest.fail(f"{path} is missing: the articles and the red-flag policy must sit at ../shared beside the repository")
+        pytest.fail(f"{path} is missing: data/content/sources/ must hold the articles and the red-flag policy")
     return normalise(path.read_text(encoding="utf-8"))
+
+
+def test_the_copy_of_the_articles_is_the_clinics():
+    """data/content/sources/ is what the answers are checked against; it must not drift from ../shared."""
+    if not CLINIC_SHARED.is_dir():
+        pytest.skip("no ../shared beside this checkout (a CI clone): the committed copy is what is checked")
+    copied = sorted(p.relative_to(SHARED) for p in SHARED.rglob("*") if p.is_file())
+    assert copied, "data/content/sources/ is empty"
+    for relative in copied:
+        assert (SHARED / relative).read_bytes() == (CLINIC_SHARED / relative).read_bytes(), (
+            f"{relative} differs from ../shared: copy the clinic's version in and re-run the faithfulness test")
+    seeds = sorted(p.name for p in (CLINIC_SHARED / "seeds").glob("*.txt"))
+    assert seeds == sorted(p.name for p in SEEDS.glob("*.txt")), "the clinic has a seed the copy lacks"
 
 
 def _quotes():
@@ -69,7 +83,7 @@ def _policy_quotes():
 
 def test_the_seed_index_names_four_articles_that_exist():
     titles = seed_titles()
-    assert len(titles) == 4, f"../shared/README.md should index the four seeds, found {titles}"
+    assert len(titles) == 4, f"the articles' index (README.md) should list the four seeds, found {titles}"
     for seed, title in titles.items():
         assert normalise(title) in _read(SEEDS / seed), f"{seed} does not carry the title the index gives it: {title!r}"
 
@@ -100,7 +114,7 @@ def test_every_medical_reply_in_the_domain_has_policy_support():
 
 @pytest.mark.parametrize("seed, quote", list(_quotes()))
 def test_quote_is_in_the_article(seed, quote):
-    assert seed in seed_titles(), f"{seed} is not one of the seeds indexed in ../shared/README.md"
+    assert seed in seed_titles(), f"{seed} is not one of the seeds in the articles' index"
     assert normalise(quote) in _read(SEEDS / seed), f"not word for word in {seed}: {quote!r}"
 
 
