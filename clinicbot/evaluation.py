@@ -234,6 +234,37 @@ def threshold_report(model: Path) -> str:
     return "\n".join(lines)
 
 
+def safety_question_report(halves=BLIND_HALVES) -> str:
+    """Single messages on which the bot would ask its safety-net question (the first-turn question
+    ConversationTriagePolicy asks): how many of the emergencies the triage misses get it, and how often it is asked
+    of messages that need no more than a booking or nothing."""
+    from clinicbot.triage import AFFIRMED, RedFlagTriage
+
+    triage = RedFlagTriage.load(semantic=True)
+    nets = list(triage.rule_book.safety_nets.values())
+
+    def asks(result) -> bool:
+        present = {f.name for f in result.details if f.status == AFFIRMED}
+        return result.level != "EMERGENCY" and any(
+            net["suggested_by"] in present and set(net.get("when_any", [])) & present for net in nets)
+
+    counts = {"missed emergencies": [0, 0], "BOOKING": [0, 0], "NONE": [0, 0]}
+    for half in halves:
+        prefix = BLIND_SETS[half]
+        for item in yaml.safe_load(prefix.with_name(f"{prefix.name}_messages.yml").read_text(encoding="utf-8")):
+            result = triage.assess(item["text"])
+            if item["level"] == "EMERGENCY" and result.level != "EMERGENCY":
+                key = "missed emergencies"
+            elif item["level"] in ("BOOKING", "NONE"):
+                key = item["level"]
+            else:
+                continue
+            counts[key][0] += asks(result)
+            counts[key][1] += 1
+    return "\n".join([f"Safety-net question on single messages ({', '.join(halves)}):"] + [
+        f"- asked on {what}: {asked}/{total}" for what, (asked, total) in counts.items()])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -242,11 +273,15 @@ def main() -> None:
     triage = sub.add_parser("triage")
     triage.add_argument("--set", dest="half", choices=BLIND_HALVES, action="append", help="blind set to score (default: all)")
     triage.add_argument("--no-semantic", action="store_true", help="word list only: what the semantic detector adds")
+    questions = sub.add_parser("safety-question", help="how often the safety-net question catches a missed emergency")
+    questions.add_argument("--set", dest="half", choices=BLIND_HALVES, action="append", help="blind set (default: all)")
     thresholds = sub.add_parser("thresholds")
     thresholds.add_argument("model", type=Path)
     args = parser.parse_args()
     if args.command == "nlu":
         print(nlu_report(args.results))
+    elif args.command == "safety-question":
+        print(safety_question_report(tuple(args.half or BLIND_HALVES)))
     elif args.command == "thresholds":
         print(threshold_report(args.model))
     else:

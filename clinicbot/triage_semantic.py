@@ -157,7 +157,7 @@ class SemanticFindingDetector:
         clauses = clause_segments(doc)
         if not clauses:
             return []
-        segments = clauses + run_on_pieces(doc)
+        segments = clauses + run_on_pieces(doc, clauses)
         vectors = self.encoder.encode([doc[start:end].text for start, end in segments])
         found: List[Finding] = []
         suspected = set()
@@ -248,12 +248,12 @@ def clause_segments(doc) -> List[Tuple[int, int]]:
     return segments[:MAX_SEGMENTS]
 
 
-def run_on_pieces(doc) -> List[Tuple[int, int]]:
+def run_on_pieces(doc, segments: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
     """A long run-on clause ("strong pain in the low back since the weekend, today I stayed wet in the bed") in
     its comma-separated pieces, so that a sign is not averaged away by its neighbour. Not at "and": that tore
     "my right foot and leg have numbed" into a piece that read as both legs."""
     pieces: List[Tuple[int, int]] = []
-    for start, end in clause_segments(doc):
+    for start, end in segments:  # clause_segments(doc), already computed by the caller
         if end - start > LONG_CLAUSE:
             pieces += [piece for piece in _pieces(doc, start, end) if piece != (start, end) and piece not in pieces]
     return pieces[:MAX_PIECES]

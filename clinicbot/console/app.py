@@ -37,6 +37,20 @@ from clinicbot.storage import QUEUE_STATUSES, QUEUE_TABLES, ConsoleStore
 
 logger = logging.getLogger(__name__)
 audit = logging.getLogger("clinicbot.console.audit")
+HERE = Path(__file__).resolve().parent
+PREFIX = "/console"
+PUBLIC_PATHS = {f"{PREFIX}/login", f"{PREFIX}/static/console.css"}
+FAILURES_PER_USER = 5
+FAILURES_PER_ADDRESS = 20  # a clinic's staff often share one public address
+FAILURE_WINDOW_SECONDS = 15 * 60
+QUEUE_VIEWS = {"open": ("new", "contacted"), "all": None, **{status: (status,) for status in QUEUE_STATUSES}}
+KIND_LABELS = {"booking": "Booking", "triage": "Red flag", "handoff": "Asked for a person"}
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
 # Which roles may open which page (the first part of the path after /console), and the navigation they see.
 # Front desk: the follow-up queue, with names and contact details to call patients back, and its status changes.
 # Clinicians: everything about patients. Admins: the audit trail; accounts are managed with the users CLI.
@@ -66,20 +80,6 @@ def allowed(role: str, path: str) -> bool:
 
 def navigation(role: str):
     return [(f"{PREFIX}/{page}", label) for page, label in NAVIGATION if role in PAGE_ROLES[page]]
-
-HERE = Path(__file__).resolve().parent
-PREFIX = "/console"
-PUBLIC_PATHS = {f"{PREFIX}/login", f"{PREFIX}/static/console.css"}
-FAILURES_PER_USER = 5
-FAILURES_PER_ADDRESS = 20  # a clinic's staff often share one public address
-FAILURE_WINDOW_SECONDS = 15 * 60
-QUEUE_VIEWS = {"open": ("new", "contacted"), "all": None, **{status: (status,) for status in QUEUE_STATUSES}}
-KIND_LABELS = {"booking": "Booking", "triage": "Red flag", "handoff": "Asked for a person"}
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
-
 
 def _templates() -> Environment:
     environment = Environment(
@@ -165,7 +165,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
             return None, None
         if get_store().session_ended(session.key):  # signed out: the cookie may be replayed until it expires
             return None, None
-        return session, {"username": user["username"], "role": auth.LEGACY_ROLES.get(user["role"], user["role"])}
+        return session, {"username": user["username"], "role": auth.role_of(user)}
 
     @blueprint.middleware("request")
     async def require_sign_in(request: Request):
@@ -243,7 +243,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
             record(request, "sign-in-failed", username=username)
             return login_page(request, status=401, username=username, next_url=next_url, error="Wrong user name or password.")
         per_user.reset(user_key)
-        record(request, "sign-in", username=user["username"], role=auth.LEGACY_ROLES.get(user["role"], user["role"]))
+        record(request, "sign-in", username=user["username"], role=auth.role_of(user))
         resp = response.redirect(next_url)
         cookie = sessions.issue(user["username"], auth.password_fingerprint(user["password_hash"]))
         _set_cookie(request, resp, auth.SessionCodec.COOKIE, cookie, max_age=settings.console_session_minutes * 60)

@@ -27,6 +27,11 @@ ROLES = ("front_desk", "clinician", "admin")
 # Before roles were split, everyone but clinicians was "staff"; migration 0002 renames them, and an account in a
 # database it has not run on is read the same way.
 LEGACY_ROLES = {"staff": "front_desk"}
+
+
+def role_of(user: Dict[str, Any]) -> str:
+    """A staff account's role, with the old "staff" read as front_desk."""
+    return LEGACY_ROLES.get(user["role"], user["role"])
 MIN_PASSWORD_LENGTH = 10
 # Hashing a 90 MB "password" took half a gigabyte; no pass phrase needs more than this.
 MAX_PASSWORD_LENGTH = 256

@@ -65,17 +65,19 @@ async def front_desk_client(client, accounts) -> SanicASGITestClient:
     return client
 
 
-@pytest.fixture
-async def clinician_client(console_app, accounts) -> SanicASGITestClient:
+async def signed_in(console_app, accounts, role: str) -> SanicASGITestClient:
+    """A client of its own (own cookies), signed in with the account of `role`."""
     client = SanicASGITestClient(console_app)
-    response = await sign_in(client, *accounts["clinician"])
+    response = await sign_in(client, *accounts[role])
     assert response.status_code == 302, response.text
     return client
+
+
+@pytest.fixture
+async def clinician_client(console_app, accounts) -> SanicASGITestClient:
+    return await signed_in(console_app, accounts, "clinician")
 
 
 @pytest.fixture
 async def admin_client(console_app, accounts) -> SanicASGITestClient:
-    client = SanicASGITestClient(console_app)
-    response = await sign_in(client, *accounts["admin"])
-    assert response.status_code == 302, response.text
-    return client
+    return await signed_in(console_app, accounts, "admin")
