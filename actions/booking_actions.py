@@ -9,7 +9,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import channel_of, clinic_vars, log_id
+from actions.common import channel_of, log_id
 from clinicbot.booking import VISIT_LABELS, parse_contact, parse_name, parse_times, parse_visit_type
 from clinicbot.storage import default_store
 
@@ -61,7 +61,7 @@ class ValidateBookingForm(FormValidationAction):
 
     def validate_booking_consent(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict):
         if value is False:
-            dispatcher.utter_message(response="utter_booking_no_consent", **clinic_vars())
+            dispatcher.utter_message(response="utter_booking_no_consent")
             # Completes the form; action_submit_booking sees no consent and stores nothing.
             return {"booking_consent": False, "booking_confirmed": NO_CONSENT}
         return {"booking_consent": bool(value)}
@@ -147,10 +147,10 @@ class ActionSubmitBooking(Action):
             result = default_store().save_booking(booking)
         except Exception:
             logger.exception("Booking for %s could not be stored or queued", log_id(tracker))
-            dispatcher.utter_message(response="utter_booking_failed", **clinic_vars())
+            dispatcher.utter_message(response="utter_booking_failed")
             return reset_booking_slots()
         response = "utter_booking_stored" if result.stored else "utter_booking_queued"
-        dispatcher.utter_message(response=response, reference=result.reference, **clinic_vars())
+        dispatcher.utter_message(response=response, reference=result.reference)
         return reset_booking_slots()
 
 

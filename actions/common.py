@@ -10,18 +10,6 @@ from clinicbot.settings import load_settings
 from clinicbot.triage import LEVEL_RANK
 
 
-def clinic_vars() -> Dict[str, str]:
-    """Template variables for responses that mention the clinic (utter_handoff, utter_booking_stored...)."""
-    clinic = load_settings().clinic
-    return {
-        "clinic_name": clinic.name,
-        "clinic_phone": clinic.phone,
-        "clinic_hours": clinic.hours,
-        "clinic_email": clinic.email,
-        "clinic_booking_url": clinic.booking_url,
-    }
-
-
 def log_id(tracker: Tracker) -> str:
     """The conversation as logs name it: a pseudonym (the de-identified export's), never the sender id, which
     is a phone number on WhatsApp."""

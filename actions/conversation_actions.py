@@ -8,7 +8,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import channel_of, clinic_vars, log_id
+from actions.common import channel_of, log_id
 from clinicbot.storage import default_store
 
 logger = logging.getLogger(__name__)
@@ -24,9 +24,9 @@ class ActionHandoff(Action):
             default_store().record_handoff(tracker.sender_id, channel_of(tracker), note)
         except Exception:
             logger.exception("Could not flag conversation %s for follow-up", log_id(tracker))
-            dispatcher.utter_message(response="utter_handoff_not_flagged", **clinic_vars())
+            dispatcher.utter_message(response="utter_handoff_not_flagged")
             return []
-        dispatcher.utter_message(response="utter_handoff", **clinic_vars())
+        dispatcher.utter_message(response="utter_handoff")
         return []
 
 

@@ -10,7 +10,7 @@ import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
@@ -35,6 +35,23 @@ class ClinicDetails:
 
 
 @dataclass(frozen=True)
+class Helplines:
+    """The safeguarding replies' helplines (domain.yml `{crisis_line}` ...), as whole phrases because each
+    country words them differently. US defaults, from ../shared/clinical-red-flags.md."""
+
+    crisis_line: str
+    domestic_violence_line: str
+    sexual_assault_line: str
+
+    def as_template_values(self) -> Dict[str, str]:
+        return {
+            "crisis_line": self.crisis_line,
+            "domestic_violence_line": self.domestic_violence_line,
+            "sexual_assault_line": self.sexual_assault_line,
+        }
+
+
+@dataclass(frozen=True)
 class Settings:
     # The project's own tables (bookings, triage events, feedback, staff). SQLite file by default.
     database_url: str
@@ -45,6 +62,7 @@ class Settings:
     # Where booking requests wait when the database is down (one file per request).
     outbox_dir: Path
     clinic: ClinicDetails
+    helplines: Helplines
     # Staff console
     console_secret: str
     console_session_minutes: int
@@ -127,6 +145,13 @@ def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
             booking_url=env("CLINIC_BOOKING_URL", "https://example.org/book"),
             hours=env("CLINIC_HOURS", "Monday to Friday, 8am to 6pm"),
             email=env("CLINIC_EMAIL", "frontdesk@example.org"),
+        ),
+        helplines=Helplines(
+            crisis_line=env("HELPLINE_CRISIS", "call or text 988 (the Suicide & Crisis Lifeline)"),
+            domestic_violence_line=env(
+                "HELPLINE_DOMESTIC_VIOLENCE", "the National Domestic Violence Hotline: call 1-800-799-7233 or text START to 88788"
+            ),
+            sexual_assault_line=env("HELPLINE_SEXUAL_ASSAULT", "RAINN's National Sexual Assault Hotline: 1-800-656-4673"),
         ),
         console_secret=env("CONSOLE_SECRET", DEFAULT_CONSOLE_SECRET),
         console_session_minutes=env_int("CONSOLE_SESSION_MINUTES", 60),

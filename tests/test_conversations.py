@@ -85,10 +85,30 @@ def test_done_when_back_pain_question_names_seed_002(chat):
     assert feedback == "Did that answer your question?"
 
 
+DISCLAIMER = "it is not a diagnosis or medical advice. In an emergency, call 911."
+
+
 def test_greeting_carries_the_disclaimer_and_topic_buttons(chat):
     [greeting] = chat.say("hi there")
-    assert "not a diagnosis" in greeting["text"] and "911" in greeting["text"]
+    assert greeting["text"].endswith(DISCLAIMER + ")")
     assert [b["title"] for b in greeting["buttons"]][:2] == ["Back pain after sex", "Painful sex"]
+
+
+def test_a_conversation_that_starts_with_a_question_gets_the_disclaimer_once_after_the_answer(chat):
+    # Issue 10 item 9: on every channel at the start of a conversation, not only after a greeting.
+    [answer, feedback] = chat.texts("what is vaginismus")
+    assert answer.index('Source: "') < answer.index(DISCLAIMER)
+    assert DISCLAIMER not in feedback
+    assert not any(DISCLAIMER in t for t in chat.texts("hi") + chat.texts("what is vulvodynia"))
+
+
+@pytest.mark.parametrize("first", ["I can't feel anything between my legs and I can't pee",
+                                   "I keep thinking about killing myself"])
+def test_no_disclaimer_follows_an_emergency_instruction_or_a_crisis_line(new_chat, first):
+    chat = new_chat()
+    texts = chat.texts(first) + chat.texts("what is vaginismus")
+    assert "911" in texts[0]
+    assert not any("not a diagnosis" in t for t in texts)
 
 
 def test_topic_button_payload_is_answered(chat):

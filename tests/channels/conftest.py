@@ -15,6 +15,7 @@ from sanic import Sanic
 
 from clinicbot.action_server import SECRET_HEADER
 from clinicbot.run import MODEL
+from clinicbot.settings import PROJECT_ROOT
 
 Sanic.test_mode = True  # many apps named "rasa_server" in one process
 
@@ -22,6 +23,7 @@ Sanic.test_mode = True  # many apps named "rasa_server" in one process
 @pytest.fixture(scope="session")
 def channel_agent(stack):
     from rasa.core.agent import Agent
+    from rasa.core.utils import AvailableEndpoints
     from rasa.utils.endpoints import EndpointConfig
 
     # the action server answers only callers with the stack's shared secret, as the Rasa server is
@@ -29,7 +31,9 @@ def channel_agent(stack):
         f"http://localhost:{stack.ports.actions}/webhook",
         headers={SECRET_HEADER: stack.environment["ACTION_SERVER_SECRET"]},
     )
-    return Agent.load(str(MODEL), action_endpoint=action_endpoint)
+    # and the responses come from the project's generator (endpoints.yml `nlg`: disclaimer, helplines)
+    generator = AvailableEndpoints.read_endpoints(str(PROJECT_ROOT / "endpoints.yml")).nlg
+    return Agent.load(str(MODEL), action_endpoint=action_endpoint, generator=generator)
 
 
 @pytest.fixture

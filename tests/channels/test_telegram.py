@@ -82,6 +82,7 @@ async def test_red_flag_gets_911_first_in_the_same_chat(app, chat_id):
     assert response.status == 200
     assert sent, "the bot sent nothing to Telegram"
     assert "911" in sent[0]["text"]
+    assert not any("not a diagnosis" in message["text"] for message in sent)  # nothing waters down "call 911"
     assert all(int(message["chat_id"]) == chat_id for message in sent)
     # the domain's custom payload (triage_level) is never posted to the patient
     assert not any("triage_level" in json.dumps(message) for message in sent)
@@ -113,7 +114,18 @@ async def test_start_command_greets_with_the_disclaimer(app, chat_id):
         await post(app, text_update(chat_id, "/start"))
         sent = recorded(mocked, "POST", f"{API}/sendMessage")
 
-    assert sent and "it is not a diagnosis" in sent[0]["text"]
+    assert sent and "it is not a diagnosis or medical advice" in sent[0]["text"]
+
+
+async def test_a_first_message_that_is_a_question_gets_the_answer_then_the_disclaimer(app, chat_id):
+    with aioresponses(passthrough=PASSTHROUGH) as mocked:
+        mock_telegram(mocked, chat_id)
+        await post(app, text_update(chat_id, "what is vaginismus"))
+        await post(app, text_update(chat_id, "what is vulvodynia", update_id=10003))
+        sent = [message["text"] for message in recorded(mocked, "POST", f"{API}/sendMessage")]
+
+    assert "Source:" in sent[0] and sent[0].endswith("it is not a diagnosis or medical advice. In an emergency, call 911.)")
+    assert sum("not a diagnosis" in text for text in sent) == 1
 
 
 @pytest.mark.parametrize("secret", [None, "wrong-secret"], ids=["no secret header", "wrong secret"])
