@@ -4,6 +4,7 @@
     python -m clinicbot.evaluation triage                  # triage on the blind sets and the older sets
     python -m clinicbot.evaluation triage --set set1-dev   # one blind set (set1-dev ... set4-dev, set4-test)
     python -m clinicbot.evaluation thresholds MODEL  # tune the unsure-answer fallback threshold
+    python -m clinicbot.evaluation split AUTHOR.yml ... --out tests/triage/blindN --seed N  # a new blind set's halves
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ TRIAGE_SETS = {
 # and then studied too. Set 2 (tests/triage/blind2/) was scored once (f6b2c63) and studied in session 4. Both are
 # development data now. Set 3 (tests/triage/blind3/) was studied in session 4 and its test half scored once at
 # its end: all of it is development data now. Set 4 (tests/triage/blind4/, session 5): its dev half may be
-# studied; its test half is the test set, scored once at the end of a change and never read.
+# studied. Set 5 (tests/triage/blind5/, session 6): its dev half may be studied; its test half is the test set now,
+# scored once at the end of a change and never read (set 4's test half was scored once in session 5).
 BLIND_SETS = {
     "set1-dev": TRIAGE_DIR / "blind" / "dev",
     "set1-test": TRIAGE_DIR / "blind" / "test",
@@ -38,6 +40,8 @@ BLIND_SETS = {
     "set3-test": TRIAGE_DIR / "blind3" / "test",
     "set4-dev": TRIAGE_DIR / "blind4" / "dev",
     "set4-test": TRIAGE_DIR / "blind4" / "test",
+    "set5-dev": TRIAGE_DIR / "blind5" / "dev",
+    "set5-test": TRIAGE_DIR / "blind5" / "test",
 }
 BLIND_HALVES = tuple(BLIND_SETS)
 
@@ -265,6 +269,43 @@ def safety_question_report(halves=BLIND_HALVES) -> str:
         f"- asked on {what}: {asked}/{total}" for what, (asked, total) in counts.items()])
 
 
+def split_blind_set(files: List[Path], out: Path, seed: int) -> str:
+    """A new blind set's helper files -> a development half and a test half, 50/50 within each author and level
+    (conversations by their highest level), exact duplicates within an author dropped. Seeded: the same files and
+    seed give the same halves."""
+    import random
+
+    rng = random.Random(seed)
+    halves: Dict[str, Dict[str, List[Dict]]] = {"dev": {"messages": [], "conversations": []},
+                                                 "test": {"messages": [], "conversations": []}}
+    for path in files:
+        items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        groups: Dict[Tuple[str, str, str], List[Dict]] = {}
+        seen = set()
+        for item in items:
+            kind = "conversations" if "turns" in item else "messages"
+            key = tuple(t["text"] for t in item["turns"]) if kind == "conversations" else item["text"]
+            if key in seen:
+                continue
+            seen.add(key)
+            levels = [t["level"] for t in item["turns"]] if kind == "conversations" else [item["level"]]
+            level = max(levels, key=LEVEL_RANK.get)
+            groups.setdefault((kind, str(item.get("author", path.stem)), level), []).append(item)
+        for (kind, _, _), group in sorted(groups.items()):
+            rng.shuffle(group)
+            middle = (len(group) + rng.randint(0, 1)) // 2  # odd groups: a coin decides which half gets the extra
+            halves["dev"][kind] += group[:middle]
+            halves["test"][kind] += group[middle:]
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for half, kinds in halves.items():
+        for kind, items in kinds.items():
+            (out / f"{half}_{kind}.yml").write_text(
+                yaml.safe_dump(items, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
+            lines.append(f"{half}_{kind}.yml: {len(items)}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -277,7 +318,14 @@ def main() -> None:
     questions.add_argument("--set", dest="half", choices=BLIND_HALVES, action="append", help="blind set (default: all)")
     thresholds = sub.add_parser("thresholds")
     thresholds.add_argument("model", type=Path)
+    split = sub.add_parser("split", help="split a new blind set's helper files into a dev half and a test half")
+    split.add_argument("files", type=Path, nargs="+")
+    split.add_argument("--out", type=Path, required=True)
+    split.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
+    if args.command == "split":
+        print(split_blind_set(args.files, args.out, args.seed))
+        return
     if args.command == "nlu":
         print(nlu_report(args.results))
     elif args.command == "safety-question":
