@@ -13,7 +13,7 @@ from clinicbot.triage import LEVEL_RANK
 def log_id(tracker: Tracker) -> str:
     """The conversation as logs name it: a pseudonym (the de-identified export's), never the sender id, which
     is a phone number on WhatsApp."""
-    return pseudonym(load_settings().console_secret, tracker.sender_id)
+    return pseudonym(load_settings().pseudonym_secret, tracker.sender_id)
 
 
 def channel_of(tracker: Tracker) -> Optional[str]:

@@ -19,7 +19,7 @@ from sanic import Sanic, response
 from sanic.request import Request
 
 from clinicbot.channels.common import secret_matches
-from clinicbot.settings import load_settings
+from clinicbot.settings import load_settings, refuse_unsafe_production
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
+    refuse_unsafe_production(settings)
     if not settings.action_server_secret:
         raise SystemExit("ACTION_SERVER_SECRET is not set (`make run` makes one; see .env.example).")
     app = create_action_app(settings.action_server_secret)

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from clinicbot.action_server import SECRET_HEADER
-from clinicbot.settings import DEFAULT_CONSOLE_SECRET, PROJECT_ROOT, Settings, load_settings
+from clinicbot.settings import DEFAULT_CONSOLE_SECRET, PROJECT_ROOT, Settings, load_settings, refuse_unsafe_production
 
 VENV_BIN = Path(sys.executable).parent
 MODEL = PROJECT_ROOT / "models" / "pelvic-health.tar.gz"
@@ -205,9 +205,10 @@ def production_warnings(settings: Settings) -> List[str]:
 
 
 def main() -> None:
+    settings = load_settings()
+    refuse_unsafe_production(settings)
     if not MODEL.exists():
         sys.exit("No trained model: run `make train` first.")
-    settings = load_settings()
     for warning in production_warnings(settings):
         print(f"WARNING (production): {warning}", flush=True)
     print("Starting (the Rasa server takes about a minute to load the model)...", flush=True)

@@ -100,9 +100,19 @@ class Settings:
     # Input limits: the largest request body any server accepts, and how much of one message the bot reads.
     request_max_bytes: int = 64 * 1024
     message_max_chars: int = 2000
+    # "production" refuses to start with the development CONSOLE_SECRET (refuse_unsafe_production).
+    deployment: str = "development"
+    # Keys the pseudonyms in exports and logs. Unset: derived from CONSOLE_SECRET, so that one key cannot be used
+    # to forge console sessions with the other.
+    pseudonym_key: Optional[str] = None
     # The Rasa server's public URL as the widget's browser reaches it (e.g. https://bot.clinic.example).
     # Unset: the page's own host name on the Rasa port (local development).
     widget_rasa_url: Optional[str] = None
+
+    @property
+    def pseudonym_secret(self) -> str:
+        """What export and log pseudonyms are keyed with (clinicbot/console/redaction.py pseudonym)."""
+        return self.pseudonym_key or self.derived_key("pseudonym").hex()
 
     def derived_key(self, purpose: str) -> bytes:
         """A key for one purpose (e.g. "widget-session"), derived from CONSOLE_SECRET: one secret to set, and a
@@ -112,6 +122,15 @@ class Settings:
 
 # Signs console sessions and keys the export pseudonyms: a laptop default that production must replace.
 DEFAULT_CONSOLE_SECRET = "dev-only-secret-change-me"
+
+
+def refuse_unsafe_production(settings: Settings) -> None:
+    """Every server's first step: outside development, the development CONSOLE_SECRET would let anyone forge
+    console sessions and reverse the export pseudonyms, so nothing starts with it."""
+    if settings.deployment not in {"development", "production"}:
+        raise SystemExit(f"DEPLOYMENT must be development or production, not {settings.deployment!r}.")
+    if settings.deployment == "production" and settings.console_secret == DEFAULT_CONSOLE_SECRET:
+        raise SystemExit("DEPLOYMENT=production needs CONSOLE_SECRET set to a long random value (see .env.example).")
 
 
 def _default_sqlite_url(filename: str) -> str:
@@ -179,4 +198,6 @@ def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
         request_max_bytes=env_int("REQUEST_MAX_BYTES", 64 * 1024),
         message_max_chars=env_int("MESSAGE_MAX_CHARS", 2000),
         widget_rasa_url=env("WIDGET_RASA_URL"),
+        deployment=env("DEPLOYMENT", "development").lower(),
+        pseudonym_key=env("PSEUDONYM_KEY"),
     )

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from sanic import Sanic, response
 
-from clinicbot.settings import PROJECT_ROOT, load_settings
+from clinicbot.settings import PROJECT_ROOT, load_settings, refuse_unsafe_production
 
 WIDGET_DIR = PROJECT_ROOT / "widget"
 RASA_URL_PLACEHOLDER = "__RASA_URL__"
@@ -85,6 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     # The console's audit lines (clinicbot.console.audit) and warnings reach the web app's log.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    refuse_unsafe_production(load_settings())
     create_app(args.rasa_port).run(host=load_settings().bind_host, port=args.port, access_log=False, workers=1)
 
 

@@ -2,6 +2,9 @@
 the Rasa server, and a REST channel that cannot reach another channel's patient."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -11,7 +14,8 @@ import pytest
 
 from clinicbot.action_server import SECRET_HEADER
 from clinicbot.run import Ports, production_warnings, rasa_api_arguments
-from clinicbot.settings import load_settings
+from clinicbot.console.redaction import pseudonym
+from clinicbot.settings import PROJECT_ROOT, load_settings
 from clinicbot.storage import ConsoleStore
 
 
@@ -115,3 +119,21 @@ def test_make_run_warns_about_each_production_setting_left_at_its_default():
         "RASA_AUTH_TOKEN": "t",
     })
     assert production_warnings(production) == []
+
+
+@pytest.mark.parametrize("server", ["clinicbot.web", "clinicbot.action_server", "clinicbot.run"])
+def test_in_production_no_server_starts_with_the_development_console_secret(server):
+    environment = {k: v for k, v in os.environ.items() if k != "CONSOLE_SECRET"}
+    environment.update(DEPLOYMENT="production", ACTION_SERVER_SECRET="s" * 32, PYTHONPATH=str(PROJECT_ROOT))
+    started = subprocess.run([sys.executable, "-m", server, "--port", "1"] if server != "clinicbot.run" else
+                             [sys.executable, "-m", server], env=environment, cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode != 0
+    assert "DEPLOYMENT=production needs CONSOLE_SECRET" in started.stderr
+
+
+def test_export_pseudonyms_are_not_keyed_with_the_console_secret():
+    settings = load_settings({"CONSOLE_SECRET": "c" * 40})
+    assert pseudonym(settings.pseudonym_secret, "whatsapp:+15550100") != pseudonym(settings.console_secret, "whatsapp:+15550100")
+    own = load_settings({"CONSOLE_SECRET": "c" * 40, "PSEUDONYM_KEY": "p" * 40})
+    assert own.pseudonym_secret == "p" * 40

@@ -140,7 +140,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
         role = role if role is not None else user.get("role")
         address = _client_address(request)
         get_store().record_audit(action, username, role, target, detail, address)
-        shown = pseudonym(settings.console_secret, target) if conversation and target else target
+        shown = pseudonym(settings.pseudonym_secret, target) if conversation and target else target
         audit.info("%s user=%s role=%s target=%s address=%s", action, username, role, shown, address)
 
     def render(request: Request, template: str, status: int = 200, **context: Any):
@@ -367,7 +367,7 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
             start, end, values = bounded_range(request.args, default_days=1)
         except BadRequest as error:
             return response.text(str(error), status=400)
-        body = Exporter(get_store(), settings.console_secret, identifiable).export(what, start, end)
+        body = Exporter(get_store(), settings.pseudonym_secret, identifiable).export(what, start, end)
         record(request, "export", target=what, detail=f"{values['from']}..{values['to']} identifiable={identifiable}")
         suffix = "identifiable" if identifiable else "redacted"
         filename = f"{what}-{values['from']}-to-{values['to']}-{suffix}.csv"

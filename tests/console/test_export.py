@@ -41,19 +41,19 @@ async def test_a_default_export_is_redacted(clinician_client, conversations, con
     assert response.headers["content-type"].startswith("text/csv")
     assert "redacted" in response.headers["content-disposition"]
     assert_redacted(response.text, conversations)
-    booking_id = pseudonym(console_settings.console_secret, conversations["booking"])
+    booking_id = pseudonym(console_settings.pseudonym_secret, conversations["booking"])
     assert booking_id in response.text  # rows stay grouped by a stable pseudonym
 
 
 async def test_redaction_reaches_into_free_text(clinician_client, conversations, console_settings):
     table = rows(await export(clinician_client, "messages"))
-    booking_id = pseudonym(console_settings.console_secret, conversations["booking"])
+    booking_id = pseudonym(console_settings.pseudonym_secret, conversations["booking"])
     booking = [row for row in table if row["conversation"] == booking_id]
     said = [row["text"] for row in booking if row["speaker"] == "patient"]
     assert "my name is [name]" in said and "[phone]" in said  # the form answers
     read_back = next(row["text"] for row in booking if row["response"] == "utter_booking_read_back")
     assert "Name: [name]" in read_back and "Contact: [phone]" in read_back  # the bot repeating them
-    markup_id = pseudonym(console_settings.console_secret, conversations["markup"])
+    markup_id = pseudonym(console_settings.pseudonym_secret, conversations["markup"])
     typed = next(row["text"] for row in table if row["conversation"] == markup_id and row["speaker"] == "patient")
     assert "my email is [email] and my number is [phone]" in typed
     # Clinical content stays: it is what the export is for.
@@ -67,7 +67,7 @@ async def test_redaction_reaches_into_free_text(clinician_client, conversations,
 
 async def test_cells_that_look_like_formulas_are_defused(clinician_client, conversations, console_settings):
     table = rows(await export(clinician_client, "messages"))
-    formula_id = pseudonym(console_settings.console_secret, conversations["formula"])
+    formula_id = pseudonym(console_settings.pseudonym_secret, conversations["formula"])
     typed = next(row["text"] for row in table if row["conversation"] == formula_id and row["speaker"] == "patient")
     assert typed.startswith("'=HYPERLINK(")
 
