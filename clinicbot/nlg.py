@@ -66,7 +66,8 @@ class ClinicNaturalLanguageGenerator(TemplatedNaturalLanguageGenerator):
             return message
         disclaimer = await super().generate(DISCLAIMER, tracker, output_channel, **values)
         if disclaimer and disclaimer.get("text"):
-            message["text"] = f"{message.get('text') or ''}\n\n{disclaimer['text']}".strip()
+            # One line break: Rasa's output channels split a text at a blank line into separate messages.
+            message["text"] = f"{(message.get('text') or '').rstrip()}\n{disclaimer['text'].strip()}"
             self._given_at[tracker.sender_id] = len(tracker.events)
             while len(self._given_at) > _REMEMBERED_STEPS:
                 self._given_at.popitem(last=False)

@@ -93,6 +93,8 @@ class Settings:
     # Where the Rasa server reaches the action server; unset: this machine on the action server's port.
     action_server_url: Optional[str] = None
     action_server_secret: Optional[str] = None
+    # How long the Rasa server waits for one custom action (Rasa's own default is 300 s).
+    action_timeout_seconds: int = 10
     # Rasa's HTTP API (trackers, events, model) stays off: the console reads the database. When a setting turns
     # it on it needs RASA_AUTH_TOKEN, and browsers may call it only from these origins.
     rasa_api_enabled: bool = False
@@ -193,6 +195,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
         action_server_host=env("ACTION_SERVER_HOST", "127.0.0.1"),
         action_server_url=env("ACTION_SERVER_URL"),
         action_server_secret=env("ACTION_SERVER_SECRET"),
+        action_timeout_seconds=env_int("ACTION_TIMEOUT_SECONDS", 10),
         rasa_api_enabled=env_bool("RASA_API_ENABLED", False),
         rasa_cors_origins=tuple(env("RASA_CORS_ORIGINS", "").replace(",", " ").split()),
         request_max_bytes=env_int("REQUEST_MAX_BYTES", 64 * 1024),

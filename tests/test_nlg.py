@@ -50,6 +50,7 @@ def test_the_disclaimer_ends_the_first_message_of_a_session_only():
     first = generate("utter_faq/back_pain_after_sex_causes")["text"]
     later = generate("utter_faq/back_pain_after_sex_causes", [BotUttered("earlier answer")])["text"]
     assert first.endswith("not a diagnosis or medical advice. In an emergency, call 911.)")
+    assert "\n\n" not in first  # a blank line would make Rasa's channels send the disclaimer as a message of its own
     assert "not a diagnosis" not in later
 
 
