@@ -9,7 +9,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import channel_of, log_id
+from actions.common import channel_of, log_id, patient_words
 from clinicbot.booking import VISIT_LABELS, parse_contact, parse_name, parse_times, parse_visit_type
 from clinicbot.storage import default_store
 
@@ -99,19 +99,29 @@ class ActionAskBookingConfirmed(Action):
         return [SlotSet("booking_reason", reason)]
 
 
+# Messages that say nothing about why the patient wants a visit.
+NOT_A_REASON = {"greet", "goodbye", "thanks", "affirm", "deny", "book_appointment", "ask_human", "bot_challenge",
+                "ask_capabilities", "feedback_helpful", "feedback_not_helpful", "stop", "out_of_scope", "inform",
+                "correct_booking"}
+
+
 def reason_from_conversation(tracker: Tracker) -> str:
-    """Prefill the reason: the red flag if there was one, else the last question the patient asked."""
-    for event in reversed(tracker.events):
-        if event.get("event") != "user":
-            continue
-        parse = event.get("parse_data") or {}
-        intent = (parse.get("intent") or {}).get("name")
-        if intent == "faq":
-            topic = (((parse.get("response_selector") or {}).get("faq") or {}).get("response") or {}).get(
-                "intent_response_key", ""
-            )
-            return "Question about " + topic.split("/")[-1].replace("_", " ") if topic else "General question"
-    return "Not given"
+    """The reason for the visit in the patient's own words: the first thing they wrote about their problem or
+    question in this session before the booking form started (a red flag sets the slot itself, with the words
+    that raised it)."""
+    reason = None
+    for event in tracker.events:
+        kind = event.get("event")
+        if kind == "session_started":
+            reason = None
+        elif kind == "active_loop" and event.get("name") == "booking_form":
+            break  # the form's answers (a name, a number) are not the reason
+        elif kind == "user" and reason is None:
+            intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+            text = " ".join((event.get("text") or "").split())
+            if intent not in NOT_A_REASON and text and not text.startswith("/"):
+                reason = patient_words(text)
+    return reason or "Not given"
 
 
 def form_started_at(tracker: Tracker) -> Optional[float]:

@@ -10,6 +10,15 @@ from clinicbot.settings import load_settings
 from clinicbot.triage import LEVEL_RANK
 
 
+REASON_MAX_CHARS = 300
+
+
+def patient_words(text: Optional[str]) -> str:
+    """A patient's message as a booking's reason: their words, whitespace tidied, cut at a word near 300 characters."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= REASON_MAX_CHARS else text[:REASON_MAX_CHARS].rsplit(" ", 1)[0] + "…"
+
+
 def log_id(tracker: Tracker) -> str:
     """The conversation as logs name it: a pseudonym (the de-identified export's), never the sender id, which
     is a phone number on WhatsApp."""

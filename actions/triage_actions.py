@@ -8,7 +8,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import channel_of, latest_triage, log_id, user_timestamp
+from actions.common import channel_of, latest_triage, log_id, patient_words, user_timestamp
 from clinicbot.booking import asks_a_question
 from clinicbot.storage import default_store
 from clinicbot.triage import TriageRules
@@ -55,7 +55,9 @@ class ActionTriageFollowup(Action):
                 if response:
                     dispatcher.utter_message(response=response)
 
-        reason = f"Red flag ({level.lower()}): {', '.join(matched)}" if matched else f"Red flag ({level.lower()})"
+        # The patient's own words, and what the triage made of them (the console shows the findings in full).
+        words = patient_words((tracker.latest_message or {}).get("text"))
+        reason = f"{words} [red flag, {level.lower()}]" if words else f"Red flag ({level.lower()})"
         return [SlotSet("triage_level", level), SlotSet("booking_reason", reason)]
 
     @staticmethod

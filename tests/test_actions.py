@@ -69,7 +69,7 @@ async def test_triage_followup_records_the_red_flag_and_answers_the_question(sto
 
     assert responses(dispatcher) == ["utter_faq/back_pain_after_sex_causes"]
     assert SlotSet("triage_level", "BOOKING") in events
-    assert SlotSet("booking_reason", "Red flag (booking): tingling, left leg") in events
+    assert SlotSet("booking_reason", "I get tingling in my left leg after sex, why does my back hurt? [red flag, booking]") in events
     [recorded] = store.list_triage_events()
     assert (recorded["conversation_id"], recorded["level"], recorded["message_timestamp"]) == ("patient-1", "BOOKING", 1700000000.5)
     assert "left leg" in recorded["matched"]
