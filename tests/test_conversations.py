@@ -362,7 +362,7 @@ def test_after_the_emergency_instruction_a_booking_request_gets_it_repeated_firs
 def test_a_suggested_sign_gets_one_safety_question_and_a_typed_yes_gets_the_emergency_instruction(new_chat):
     chat = new_chat()
     texts = chat.texts("my back has been aching since yesterday and my legs feel kind of funny")
-    assert not any("911" in t for t in texts)
+    assert not any("medical emergency" in t or "call 911 now" in t.lower() for t in texts)
     assert any("quick safety question" in t for t in texts)
     assert "call 911" in chat.texts("yes")[0]
 

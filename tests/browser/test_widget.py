@@ -113,7 +113,7 @@ def visit(browser, stack) -> Iterator[Visit]:
 def test_faq_answer_buttons_and_the_conversation_survives_a_reload(visit, stack_env):
     visit.open_chat()
     visit.expect_bot("it is not a diagnosis")  # the greeting, with the disclaimer
-    expect(visit.page.get_by_text("It is not a diagnosis or medical advice")).to_be_visible()  # always-on disclaimer
+    expect(visit.page.locator("#chatw-disclaimer")).to_contain_text("It is not a diagnosis or medical advice")  # always on
 
     visit.say("why does my back hurt after sex")
     visit.expect_bot("Lower Back Pain After Sex")  # seed-002 answer names its source
