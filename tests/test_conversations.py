@@ -279,6 +279,28 @@ def test_asking_for_a_person_flags_the_conversation(chat, stack_store):
     assert (chat.conversation_id,) in [tuple(r) for r in rows]
 
 
+def test_asking_for_a_person_mid_booking_gives_the_contact_then_the_choice_to_go_on(new_chat, stack_store):
+    # Issue 12 item 4: not the contact details and straight back to "What name".
+    chat = new_chat()
+    assert "What name" in chat.texts("I'd like to book an appointment")[0]
+    texts = chat.texts("Lee Chan")
+    assert "How can the clinic reach you" in texts[0]
+    texts = chat.texts("actually can I just speak to a real person")
+    assert "flagged this conversation" in texts[0]
+    assert texts[-1].startswith("Would you still like me to finish your booking request here?")
+    assert not any("How can the clinic reach you" in t or "What name" in t for t in texts)
+    # yes: the form goes on where it was (the name is kept)
+    assert "How can the clinic reach you" in chat.texts("yes please")[0]
+
+    chat = new_chat()
+    chat.texts("I'd like to book an appointment")
+    chat.texts("Lee Chan")
+    chat.texts("can I talk to someone at the clinic")
+    assert "stopped the booking" in chat.texts("no")[0]
+    assert "What name" not in " ".join(chat.texts("what is vaginismus"))
+    assert [r for r in stack_store.list_bookings() if r["conversation_id"] == chat.conversation_id] == []
+
+
 def test_emergency_advice_and_answers_survive_an_action_server_that_is_down(stack, chat):
     stack.stop_process("actions")
     try:
