@@ -6,6 +6,8 @@
   The options are read back from the conversation itself (the last bot messages in the tracker store), so they
   survive a restart and work with several Rasa instances; nothing is kept in memory.
 - Secret comparison and the 403 every channel gives a request it cannot verify.
+- Redelivered webhooks (a platform that did not get its 200 in time sends the same message again): each platform
+  message id is handled once (`Deliveries`).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import hmac
 import logging
 import re
 import time
+from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from sanic import response
@@ -29,6 +32,47 @@ PROJECT_CUSTOM_KEYS = frozenset({"triage_level"})
 OPTIONS_MAX_AGE_SECONDS = 60 * 60
 
 _NUMBER_REPLY = re.compile(r"^\s*#?\s*(\d{1,2})\s*[.)]?\s*$")
+
+
+# How long a platform message id is remembered: Telegram, Twilio and Messenger retry within minutes to hours.
+DELIVERY_MEMORY_SECONDS = 24 * 60 * 60
+DELIVERIES_IN_MEMORY = 50_000
+
+
+class Deliveries:
+    """Platform message ids already handled (Telegram update_id, Twilio MessageSid, Messenger mid).
+
+    In Redis when REDIS_URL is set, so that several Rasa instances behind one webhook agree (SET NX: the first
+    delivery wins even when the retry arrives while the first is still being answered); otherwise in this
+    process's memory, which is all one instance needs.
+    """
+
+    def __init__(self, redis_url: Optional[str] = None) -> None:
+        self._redis = None
+        if redis_url:
+            import redis.asyncio
+
+            self._redis = redis.asyncio.Redis.from_url(redis_url)
+        self._seen: "OrderedDict[str, float]" = OrderedDict()
+
+    async def first_time(self, channel: str, message_id: Any) -> bool:
+        if message_id in (None, ""):
+            return True  # nothing to recognise it by
+        key = f"pelvic_health:delivery:{channel}:{message_id}"
+        if self._redis is not None:
+            try:
+                return bool(await self._redis.set(key, 1, nx=True, ex=DELIVERY_MEMORY_SECONDS))
+            except Exception:  # Redis down: answering twice is better than not answering
+                logger.exception("Could not check a webhook delivery in Redis")
+                return True
+        now = time.monotonic()
+        while self._seen and (len(self._seen) > DELIVERIES_IN_MEMORY
+                              or now - next(iter(self._seen.values())) > DELIVERY_MEMORY_SECONDS):
+            self._seen.popitem(last=False)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
 
 
 def settings() -> Settings:

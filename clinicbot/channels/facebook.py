@@ -25,6 +25,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from clinicbot.channels.common import (
+    Deliveries,
     forbidden,
     log_channel_state,
     message_custom,
@@ -139,6 +140,7 @@ class FacebookChannel(InputChannel):
         self.secret = secret
         self.page_access_token = page_access_token
         self.missing = missing(verify=verify, secret=secret, page_access_token=page_access_token)
+        self.deliveries = Deliveries(settings().redis_url)
 
     @property
     def enabled(self) -> bool:
@@ -183,6 +185,8 @@ class FacebookChannel(InputChannel):
         text = _text_of(event)
         if not sender_id or text is None:
             return
+        if not await self.deliveries.first_time(self.name(), (event.get("message") or {}).get("mid")):
+            return  # a redelivery: already answered
         out = self.get_output_channel()
         try:
             if not text.strip():

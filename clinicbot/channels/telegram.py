@@ -21,6 +21,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from clinicbot.channels.common import (
+    Deliveries,
     ProjectCustomMixin,
     forbidden,
     log_channel_state,
@@ -68,6 +69,7 @@ class TelegramChannel(InputChannel):
         self.secret_token = secret_token
         self.webhook_url = webhook_url
         self.missing = missing(token=token, secret_token=secret_token)
+        self.deliveries = Deliveries(settings().redis_url)
 
     @property
     def enabled(self) -> bool:
@@ -127,6 +129,8 @@ class TelegramChannel(InputChannel):
             update = request.json if request.body else None
             if not isinstance(update, dict):
                 return response.text("bad request", status=400)
+            if not await self.deliveries.first_time(self.name(), update.get("update_id")):
+                return response.text("success")  # a redelivery: already answered
             await self._handle_update(request, update, on_new_message)
             return response.text("success")
 

@@ -24,6 +24,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 
 from clinicbot.channels.common import (
+    Deliveries,
     ProjectCustomMixin,
     forbidden,
     log_channel_state,
@@ -88,6 +89,7 @@ class TwilioChannel(InputChannel):
         self.missing = missing(
             account_sid=account_sid, auth_token=auth_token, twilio_number=twilio_number, webhook_url=webhook_url
         )
+        self.deliveries = Deliveries(settings().redis_url)
 
     @property
     def enabled(self) -> bool:
@@ -122,6 +124,8 @@ class TwilioChannel(InputChannel):
             text = request.form.get("Body")
             if not sender:
                 return response.text("bad request", status=400)
+            if not await self.deliveries.first_time(self.name(), request.form.get("MessageSid")):
+                return response.text(EMPTY_TWIML, content_type="text/xml")  # a redelivery: already answered
             out = self.get_output_channel()
             try:
                 if not text or not text.strip():

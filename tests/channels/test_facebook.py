@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import List, Tuple
+import uuid
+from typing import List, Optional, Tuple
 from unittest.mock import patch
 
 import pytest
@@ -34,8 +35,8 @@ def page_event(psid: str, event: dict) -> dict:
     }
 
 
-def text_message(psid: str, text: str) -> dict:
-    return page_event(psid, {"message": {"mid": "m_AbCdEf0123456789", "text": text}})
+def text_message(psid: str, text: str, mid: Optional[str] = None) -> dict:
+    return page_event(psid, {"message": {"mid": mid or "m_" + uuid.uuid4().hex, "text": text}})
 
 
 def postback(psid: str, title: str, payload: str) -> dict:
@@ -139,3 +140,13 @@ async def test_subscription_check_answers_only_the_right_verify_token(app):
 
     assert good.status == 200 and good.text == "1158201444"
     assert bad.status == 403
+
+
+async def test_a_redelivered_message_is_answered_once(app, psid, fb_sent):
+    event = text_message(psid, "what is vaginismus")
+    await post(app, event)
+    answered = len(fb_sent)
+    response = await post(app, event)  # Messenger retries with the same mid
+
+    assert response.status == 200
+    assert answered >= 1 and len(fb_sent) == answered

@@ -1,7 +1,10 @@
 """Telegram: real update JSON in, sendMessage to api.telegram.org out (mocked with aioresponses)."""
 from __future__ import annotations
 
+import itertools
 import json
+import os
+from typing import Optional
 
 import pytest
 from aioresponses import aioresponses
@@ -14,12 +17,13 @@ SECRET = "telegram-secret-0123456789"
 WEBHOOK_URL = "https://bot.clinic.example/webhooks/telegram/webhook"
 API = f"https://api.telegram.org/bot{TOKEN}"
 WEBHOOK = "/webhooks/telegram/webhook"
+UPDATE_IDS = itertools.count(20001)
 
 
-def text_update(chat_id: int, text: str, update_id: int = 10001) -> dict:
+def text_update(chat_id: int, text: str, update_id: Optional[int] = None) -> dict:
     """A private-chat text message, as Telegram posts it to the webhook."""
     return {
-        "update_id": update_id,
+        "update_id": update_id or next(UPDATE_IDS),
         "message": {
             "message_id": 51,
             "from": {"id": chat_id, "is_bot": False, "first_name": "Dana", "language_code": "en"},
@@ -148,3 +152,22 @@ async def test_webhook_is_registered_with_the_secret_token(app, chat_id):
     assert registered, "setWebhook was not called at start"
     assert registered[0]["url"] == WEBHOOK_URL
     assert registered[0]["secret_token"] == SECRET
+
+
+@pytest.mark.parametrize("shared", ["memory", "redis"])
+async def test_a_redelivered_update_is_answered_once(make_app, chat_id, monkeypatch, shared):
+    """Telegram redelivers an update (same update_id) it got no 200 for. With REDIS_URL two Rasa instances agree."""
+    if shared == "redis":
+        monkeypatch.setenv("REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/3"))
+    first_instance = make_app(TelegramChannel(TOKEN, SECRET, WEBHOOK_URL))
+    other_instance = make_app(TelegramChannel(TOKEN, SECRET, WEBHOOK_URL)) if shared == "redis" else first_instance
+    update = text_update(chat_id, "what is vaginismus", update_id=int(chat_id) % 1_000_000_000)
+    with aioresponses(passthrough=PASSTHROUGH) as mocked:
+        mock_telegram(mocked, chat_id)
+        await post(first_instance, update)
+        answered = len(recorded(mocked, "POST", f"{API}/sendMessage"))
+        response = await post(other_instance, update)
+        sent = recorded(mocked, "POST", f"{API}/sendMessage")
+
+    assert response.status == 200
+    assert answered >= 1 and len(sent) == answered

@@ -2,7 +2,8 @@
 messages.create out (mocked: the SDK's MessageList.create is the boundary to Twilio's REST API)."""
 from __future__ import annotations
 
-from typing import List
+import uuid
+from typing import List, Optional
 from unittest.mock import patch
 
 import pytest
@@ -17,21 +18,22 @@ WEBHOOK_URL = "https://bot.clinic.example/webhooks/twilio/webhook"
 WEBHOOK = "/webhooks/twilio/webhook"
 
 
-def whatsapp_form(patient: str, body: str) -> dict:
-    """The form Twilio posts for an incoming WhatsApp message."""
+def whatsapp_form(patient: str, body: str, sid: Optional[str] = None) -> dict:
+    """The form Twilio posts for an incoming WhatsApp message (each message has its own MessageSid)."""
+    sid = sid or "SM" + uuid.uuid4().hex
     return {
-        "SmsMessageSid": "SM11111111111111111111111111111111",
+        "SmsMessageSid": sid,
         "NumMedia": "0",
         "ProfileName": "Dana",
         "MessageType": "text",
-        "SmsSid": "SM11111111111111111111111111111111",
+        "SmsSid": sid,
         "WaId": patient.split("+")[-1],
         "SmsStatus": "received",
         "Body": body,
         "To": CLINIC_NUMBER,
         "NumSegments": "1",
         "ReferralNumMedia": "0",
-        "MessageSid": "SM11111111111111111111111111111111",
+        "MessageSid": sid,
         "AccountSid": ACCOUNT_SID,
         "From": patient,
         "ApiVersion": "2010-04-01",
@@ -124,3 +126,14 @@ async def test_signature_for_another_body_is_rejected(app, patient, twilio_sent)
 
     assert response.status == 403
     assert twilio_sent == []
+
+
+async def test_a_redelivered_message_is_answered_once(app, patient, twilio_sent):
+    # Twilio sends the same message again (same MessageSid) when it did not get the 200 in time.
+    form = whatsapp_form(patient, "what is vaginismus")
+    first = await post(app, form)
+    answered = len(twilio_sent)
+    again = await post(app, form)
+
+    assert first.status == again.status == 200
+    assert answered >= 1 and len(twilio_sent) == answered
