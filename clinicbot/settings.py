@@ -102,6 +102,8 @@ class Settings:
     # Input limits: the largest request body any server accepts, and how much of one message the bot reads.
     request_max_bytes: int = 64 * 1024
     message_max_chars: int = 2000
+    # Messages one sender may send a minute, on every channel (clinicbot/channels/common.py rate_limited).
+    sender_messages_per_minute: int = 20
     # "production" refuses to start with the development CONSOLE_SECRET (refuse_unsafe_production).
     deployment: str = "development"
     # Keys the pseudonyms in exports and logs. Unset: derived from CONSOLE_SECRET, so that one key cannot be used
@@ -200,6 +202,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
         rasa_cors_origins=tuple(env("RASA_CORS_ORIGINS", "").replace(",", " ").split()),
         request_max_bytes=env_int("REQUEST_MAX_BYTES", 64 * 1024),
         message_max_chars=env_int("MESSAGE_MAX_CHARS", 2000),
+        sender_messages_per_minute=env_int("SENDER_MESSAGES_PER_MINUTE", 20),
         widget_rasa_url=env("WIDGET_RASA_URL"),
         deployment=env("DEPLOYMENT", "development").lower(),
         pseudonym_key=env("PSEUDONYM_KEY"),

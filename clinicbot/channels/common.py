@@ -8,6 +8,8 @@
 - Secret comparison and the 403 every channel gives a request it cannot verify.
 - Redelivered webhooks (a platform that did not get its 200 in time sends the same message again): each platform
   message id is handled once (`Deliveries`).
+- A per-sender rate limit in front of the bot on every channel (`rate_limited`), so that one sender (a script, a
+  stuck client) cannot take the server's time from every other patient.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Sequence
 
 from sanic import response
 from sanic.response import HTTPResponse
@@ -73,6 +75,68 @@ class Deliveries:
             return False
         self._seen[key] = now
         return True
+
+
+# What a sender over the limit gets, once per minute. Nobody typing reaches the limit; the emergency line stays.
+RATE_LIMIT_REPLY = ("You're sending messages faster than I can read them. Please wait a minute, then send your "
+                    "message again. If this is an emergency, call 911 now.")
+RATE_WINDOW_SECONDS = 60
+
+
+class SenderRateLimit:
+    """At most `per_minute` messages per sender and minute (a fixed window): counted in Redis when REDIS_URL is set,
+    so the limit holds across instances, else in this process's memory."""
+
+    def __init__(self, per_minute: int, redis_url: Optional[str] = None) -> None:
+        self.per_minute = per_minute
+        self._redis = None
+        if redis_url:
+            import redis.asyncio
+
+            self._redis = redis.asyncio.Redis.from_url(redis_url)
+        self._counts: "OrderedDict[str, List[float]]" = OrderedDict()  # key -> [window start, count]
+
+    async def count(self, key: str) -> int:
+        """This message's number in the sender's current minute (1 = the first)."""
+        window = int(time.time() // RATE_WINDOW_SECONDS)
+        if self._redis is not None:
+            name = f"pelvic_health:rate:{key}:{window}"
+            try:
+                pipe = self._redis.pipeline()
+                pipe.incr(name)
+                pipe.expire(name, RATE_WINDOW_SECONDS * 2)
+                number, _ = await pipe.execute()
+                return int(number)
+            except Exception:  # Redis down: no limit rather than no answers
+                logger.exception("Could not count a sender's messages in Redis")
+                return 1
+        start, number = self._counts.pop(key, (window, 0))
+        if start != window:
+            start, number = window, 0
+        self._counts[key] = [start, number + 1]
+        while len(self._counts) > DELIVERIES_IN_MEMORY:
+            self._counts.popitem(last=False)
+        return int(number + 1)
+
+
+def rate_limited(on_new_message: Callable[[Any], Awaitable[Any]], channel: str,
+                 limit: Optional[SenderRateLimit] = None) -> Callable[[Any], Awaitable[Any]]:
+    """`on_new_message` for a channel's blueprint, behind the per-sender limit (SENDER_MESSAGES_PER_MINUTE)."""
+    if limit is None:
+        configured = settings()
+        limit = SenderRateLimit(configured.sender_messages_per_minute, configured.redis_url)
+
+    async def handle(message: Any) -> Any:
+        number = await limit.count(f"{channel}:{message.sender_id}")
+        if number <= limit.per_minute:
+            return await on_new_message(message)
+        logger.warning("A %s sender went over %d messages a minute; message %d not read", channel,
+                       limit.per_minute, number)
+        if number == limit.per_minute + 1:  # once per minute, not an answer to every message of a flood
+            await message.output_channel.send_text_message(message.sender_id, RATE_LIMIT_REPLY)
+        return None
+
+    return handle
 
 
 def settings() -> Settings:

@@ -31,6 +31,7 @@ from clinicbot.channels.common import (
     message_custom,
     missing,
     numbered_options,
+    rate_limited,
     resolve_numbered_reply,
     secret_matches,
     settings,
@@ -150,6 +151,7 @@ class FacebookChannel(InputChannel):
         return FacebookOutput(MessengerClient(self.page_access_token)) if self.enabled else None
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        on_new_message = rate_limited(on_new_message, self.name())
         webhook = Blueprint("fb_webhook", __name__)
         log_channel_state("Facebook Messenger", self.missing, self.ENV)
         if not self.enabled:

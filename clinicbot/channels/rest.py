@@ -17,7 +17,7 @@ from rasa.core.channels.rest import RestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 
-from clinicbot.channels.common import forbidden, secret_matches, settings
+from clinicbot.channels.common import forbidden, rate_limited, secret_matches, settings
 
 SENDER_PREFIX = "rest:"
 # Headers a reverse proxy adds: such a request came from elsewhere even though its peer is loopback.
@@ -52,6 +52,7 @@ class RestChannel(RestInput):
         return namespaced(sender)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[None]]) -> Blueprint:
+        on_new_message = rate_limited(on_new_message, self.name())
         webhook = super().blueprint(on_new_message)
 
         async def guard(request: Request) -> Optional[response.HTTPResponse]:

@@ -24,6 +24,7 @@ from clinicbot.channels.common import (
     message_custom,
     missing,
     numbered_options,
+    rate_limited,
     resolve_numbered_reply,
     settings,
 )
@@ -137,6 +138,7 @@ class SlackChannel(SlackInput):
         return await super().process_message(request, on_new_message, text, sender_id, metadata)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        on_new_message = rate_limited(on_new_message, self.name())
         log_channel_state("Slack", self.missing, self.ENV)
         if not self.enabled:
             return Blueprint("slack_webhook", __name__)

@@ -28,7 +28,7 @@ from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
 from sanic import Blueprint
 
-from clinicbot.channels.common import PROJECT_CUSTOM_KEYS, message_custom, settings
+from clinicbot.channels.common import PROJECT_CUSTOM_KEYS, message_custom, rate_limited, settings
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class WidgetSocketIOInput(SocketIOInput):
         return WidgetOutput(self.sio, self.bot_message_evt)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        on_new_message = rate_limited(on_new_message, self.name())
         blueprint = super().blueprint(on_new_message)
         sio = self.sio
         assert sio is not None

@@ -27,6 +27,7 @@ from clinicbot.channels.common import (
     log_channel_state,
     missing,
     numbered_options,
+    rate_limited,
     resolve_numbered_reply,
     secret_matches,
     settings,
@@ -102,6 +103,7 @@ class TelegramChannel(InputChannel):
             await bot.session.close()
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        on_new_message = rate_limited(on_new_message, self.name())
         webhook = Blueprint("telegram_webhook", __name__)
         log_channel_state("Telegram", self.missing, self.ENV)
         if not self.enabled:

@@ -30,6 +30,7 @@ from clinicbot.channels.common import (
     log_channel_state,
     missing,
     numbered_options,
+    rate_limited,
     resolve_numbered_reply,
     settings,
 )
@@ -107,6 +108,7 @@ class TwilioChannel(InputChannel):
         return RequestValidator(self.auth_token).validate(self.webhook_url, request.form, signature)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        on_new_message = rate_limited(on_new_message, self.name())
         webhook = Blueprint("twilio_webhook", __name__)
         log_channel_state("Twilio", self.missing, self.ENV)
         if not self.enabled:

@@ -10,6 +10,7 @@ import pytest
 from aioresponses import aioresponses
 from channel_helpers import PASSTHROUGH, recorded
 
+from clinicbot.channels.common import RATE_LIMIT_REPLY
 from clinicbot.channels.telegram import SECRET_HEADER, TelegramChannel
 
 TOKEN = "123456789:AAH-test-token-for-the-clinic-bot_x"
@@ -171,3 +172,25 @@ async def test_a_redelivered_update_is_answered_once(make_app, chat_id, monkeypa
 
     assert response.status == 200
     assert answered >= 1 and len(sent) == answered
+
+
+@pytest.mark.parametrize("shared", ["memory", "redis"])
+async def test_a_sender_over_the_rate_limit_gets_one_kind_reply_and_the_bot_reads_no_more(make_app, chat_id, monkeypatch, shared):
+    monkeypatch.setenv("SENDER_MESSAGES_PER_MINUTE", "2")
+    if shared == "redis":
+        monkeypatch.setenv("REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/3"))
+    first_instance = make_app(TelegramChannel(TOKEN, SECRET, WEBHOOK_URL))
+    other_instance = make_app(TelegramChannel(TOKEN, SECRET, WEBHOOK_URL)) if shared == "redis" else first_instance
+    with aioresponses(passthrough=PASSTHROUGH) as mocked:
+        mock_telegram(mocked, chat_id)
+        await post(first_instance, text_update(chat_id, "what is vaginismus"))
+        await post(other_instance, text_update(chat_id, "what is vulvodynia"))
+        answered = len(recorded(mocked, "POST", f"{API}/sendMessage"))
+        for text in ("hello?", "hello??", "HELLO"):
+            response = await post(other_instance, text_update(chat_id, text))
+        sent = [m["text"] for m in recorded(mocked, "POST", f"{API}/sendMessage")]
+
+    assert response.status == 200
+    assert sum("Source:" in text for text in sent) == 2  # both questions within the limit were answered
+    assert sent[answered:] == [RATE_LIMIT_REPLY]  # then one kind reply, with the emergency line, and nothing else
+    assert "call 911" in RATE_LIMIT_REPLY
