@@ -271,11 +271,11 @@ def safety_question_report(halves=BLIND_HALVES) -> str:
 
 def split_blind_set(files: List[Path], out: Path, seed: int) -> str:
     """A new blind set's helper files -> a development half and a test half, 50/50 within each author and level
-    (conversations by their highest level), exact duplicates within an author dropped. Seeded: the same files and
-    seed give the same halves."""
+    (conversations by their highest level), exact duplicates within an author dropped. Seeded per author and level:
+    the same seed gives an author the same halves whichever other files are split with it (so a set whose authors
+    finish at different times is split again with all of them, and the earlier halves stay as they were)."""
     import random
 
-    rng = random.Random(seed)
     halves: Dict[str, Dict[str, List[Dict]]] = {"dev": {"messages": [], "conversations": []},
                                                  "test": {"messages": [], "conversations": []}}
     for path in files:
@@ -291,7 +291,9 @@ def split_blind_set(files: List[Path], out: Path, seed: int) -> str:
             levels = [t["level"] for t in item["turns"]] if kind == "conversations" else [item["level"]]
             level = max(levels, key=LEVEL_RANK.get)
             groups.setdefault((kind, str(item.get("author", path.stem)), level), []).append(item)
-        for (kind, _, _), group in sorted(groups.items()):
+        for (kind, author, level), group in sorted(groups.items()):
+            # one generator per group: an author's halves do not depend on which other files are split with it
+            rng = random.Random(f"{seed}:{kind}:{author}:{level}")
             rng.shuffle(group)
             middle = (len(group) + rng.randint(0, 1)) // 2  # odd groups: a coin decides which half gets the extra
             halves["dev"][kind] += group[:middle]
