@@ -325,6 +325,7 @@ class RedFlagTriage:
             "RESOLVED_AFTER": context.get("resolved_after", []),
             "INFORMATIONAL": context.get("informational_question", []),
             "REPORTING_NOW": context.get("reporting_now", []),
+            "STUDYING": context.get("studying", []),
         }
         self._cue_patterns = {kind: [self._compile(str(p)) for p in phrases] for kind, phrases in cue_patterns.items()}
 
@@ -535,7 +536,7 @@ class RedFlagTriage:
     def _cues(self, doc, covered: Set[int]) -> Dict[str, List[Tuple[int, int]]]:
         cues: Dict[str, List[Tuple[int, int]]] = {
             "NEGATION": [], "BREAK": [], "HYPOTHETICAL": [], "RESOLVED_BEFORE": [], "RESOLVED_AFTER": [],
-            "INFORMATIONAL": [], "REPORTING_NOW": [],
+            "INFORMATIONAL": [], "REPORTING_NOW": [], "STUDYING": [], "CONDITIONAL": [],
         }
         for match_id, start, end in self.cue_matcher(doc):
             kind = self.nlp.vocab.strings[match_id]
@@ -549,6 +550,7 @@ class RedFlagTriage:
             # ", my groin is numb" starts a new clause; ", tingling or weakness" does not.
             if token.text == "," and token.i + 1 < len(doc) and doc[token.i + 1].lower_ in SUBJECT_STARTS:
                 cues["BREAK"].append((token.i, token.i + 1))
+        cues["CONDITIONAL"] = _conditional_clauses(doc, cues["HYPOTHETICAL"])
         return cues
 
     def _informational_sentences(self, doc, sentence_of: List[int], cues) -> Set[int]:
@@ -560,6 +562,12 @@ class RedFlagTriage:
         informational: Set[int] = set()
         if cues.get("REPORTING_NOW"):
             return informational
+        if cues.get("STUDYING"):
+            # "I am a physio student. For my exam: which back symptoms are an emergency? Loss of feeling in the
+            # saddle area?": every sentence that says nothing of I/my/me is part of the question.
+            for sentence in set(sentence_of):
+                if not any(t.lower_ in self.reporting_words for t in doc if sentence_of[t.i] == sentence):
+                    informational.add(sentence)
         for start, _ in cues["INFORMATIONAL"]:
             sentence = sentence_of[start]
             words = [token for token in doc if sentence_of[token.i] == sentence]
@@ -600,6 +608,8 @@ class RedFlagTriage:
             return NEGATED
         if before("HYPOTHETICAL", self.hypothetical_window) and not cues["REPORTING_NOW"]:
             return HYPOTHETICAL
+        if any(s <= start and end <= e for s, e in cues["CONDITIONAL"]) and not cues["REPORTING_NOW"]:
+            return HYPOTHETICAL  # the whole "if my mum ever got ... and couldn't feel ..." clause, however long
         return AFFIRMED
 
     def _findings(self, terms: Sequence[TermMatch], turn: int) -> Tuple[List[Finding], List[Tuple[str, int, int]]]:
@@ -649,7 +659,9 @@ class RedFlagTriage:
         for finding in details:
             if finding.name in signs and finding.status == AFFIRMED and finding.span != (0, 0):
                 sentence = [t for t in doc if sentence_of[t.i] == sentence_of[finding.span[0]]]
-                now = any(t.lower_ in PRESENT_NOW for t in sentence)
+                # "Since yesterday both legs feel heavy": "since" runs up to now; it is not the story. (Not every
+                # present-tense verb: "I wet the bed till I was ten" reads "wet" as present.)
+                now = any(t.lower_ in PRESENT_NOW or t.lower_ == "since" for t in sentence)
                 past = any(t.tag_ == "VBD" or t.lower_ in PAST_WORDS for t in sentence)
                 if past and not now:
                     finding = replace(finding, status=RESOLVED)
@@ -685,6 +697,8 @@ class RedFlagTriage:
             if inside("RESOLVED_BEFORE") or inside("RESOLVED_AFTER"):
                 return RESOLVED
             if inside("HYPOTHETICAL") and not cues["REPORTING_NOW"]:
+                return HYPOTHETICAL
+            if any(s <= start and end <= e for s, e in cues["CONDITIONAL"]) and not cues["REPORTING_NOW"]:
                 return HYPOTHETICAL
             if _normal_feeling(doc[start:end]):
                 return NEGATED  # "I can feel everything normally": a sentence vector reads it as the opposite
@@ -815,6 +829,20 @@ def _negation_reaches(doc, cue_start: int, cue_end: int, start: int, end: int) -
         if any(child.dep_ == "neg" for child in above.children):
             return False
     return True
+
+
+def _conditional_clauses(doc, hypothetical_cues: Sequence[Tuple[int, int]]) -> List[Tuple[int, int]]:
+    """Token spans of the conditional clauses a hypothetical cue opens ("if my mum ever got back pain and couldn't
+    feel when she wiped, what should we do?"), from the dependency parse: the "if" is the mark of an adverbial
+    clause, and the clause is that verb's subtree. A word window stops short of a long clause. An "if" that means
+    "whether" ("I don't know if I've wet myself") heads a complement, not an adverbial clause, and is left alone."""
+    spans = []
+    for cue_start, cue_end in hypothetical_cues:
+        for token in doc[cue_start:cue_end]:
+            if token.lower_ == "if" and token.dep_ == "mark" and token.head.dep_ == "advcl":
+                verb = token.head
+                spans.append((verb.left_edge.i, verb.right_edge.i + 1))
+    return spans
 
 
 def _sentence_index(doc) -> List[int]:

@@ -86,6 +86,35 @@ def test_named_behaviours(triage, text, level):
     assert triage.assess(text).level == level
 
 
+@pytest.mark.parametrize(
+    "text, level",
+    [
+        # A conditional clause is hypothetical to its end (the dependency parse), not for eight words only
+        ("if my dad ever had a bad back again and couldn't feel the toilet seat under him what would we do", "NONE"),
+        ("what should I do if my husband ends up with back pain and can't tell when he's peeing", "NONE"),
+        # ... but an "if" that means "whether" is a report
+        ("my back is agony and I honestly don't know if I've wet myself", "EMERGENCY"),
+        # A question asked for study: its sentences without I/my/me are the question
+        ("Nursing student here. For my essay: back pain with numb buttocks, is that an emergency?", "NONE"),
+        ("For my exam I'm revising red flags, but also my own back hurts and I can't feel my bum when I wipe", "EMERGENCY"),
+        # "since <time>" is now, even in a message that tells an old, resolved story
+        ("Had a slipped disc years ago, fully healed. Since this morning my back is sore and both legs are weak", "EMERGENCY"),
+        # Possibly pregnant without the word: contraception that may have failed, with the ectopic signs
+        ("my coil might have slipped, now sudden sharp pain low on my right side", "EMERGENCY"),
+        ("the condom split last month and today I fainted in the shower", "EMERGENCY"),
+        ("I have a copper coil and sex hurts sometimes", "NONE"),
+        # Words from other Englishes
+        ("back a kill mi all week an mi cyaan feel nutten down there", "EMERGENCY"),
+        ("back is paining since 4 days, today motion came in my pants without knowing", "EMERGENCY"),
+        ("both my knees keep giving way and my lower back is killing me", "EMERGENCY"),
+        ("fever of 38.8 a week after my section", "URGENT"),
+        ("it hurts with sex, at the opening, since Easter", "BOOKING"),
+    ],
+)
+def test_session_6_mechanisms(triage, text, level):
+    assert triage.assess(text).level == level
+
+
 def test_result_explains_itself(triage):
     result = triage.assess("I can't feel anything between my legs and I can't pee")
     assert result.rule == "two_cauda_equina_signs"
