@@ -63,6 +63,7 @@ PRESENT_NOW = {"now", "today", "tonight", "still", "currently", "anymore", "agai
 PAST_WORDS = {"could", "had", "was", "were", "did"}
 # A message that corrects an earlier one (red_flags.yml `clarification` and `clarified_away`).
 CLARIFIES_EARLIER = "clarifies_earlier"
+NUMBNESS_MENTIONED, NORMAL_FEELING = "numbness_mentioned", "normal_feeling"  # a general denial of numbness
 LEXICON, SEMANTIC, LEARNED = "lexicon", "semantic", "learned"  # which detector raised a finding
 # "no feeling", "no control": the symptom, not its denial ("no matter how hard I push": neither).
 # "I haven't lost/wet/leaked", "it isn't numb": a denial. "I've never had that before" is no denial either.
@@ -189,6 +190,7 @@ class TriageRules:
         self.findings = set(config["findings"])
         self.kept_across_turns = set((config.get("context") or {}).get("kept_across_turns") or [])
         self.clarified_away = set((config.get("context") or {}).get("clarified_away") or [])
+        self.denied_in_general = set((config.get("context") or {}).get("denied_in_general") or [])
         self.safety_nets: Dict[str, Dict[str, Any]] = dict(config.get("safety_net") or {})
         for name, net in self.safety_nets.items():
             for finding in [net["suggested_by"], *net.get("when_any", [])]:
@@ -246,6 +248,19 @@ class TriageRules:
                             f.status == AFFIRMED for f in this_turn.get(name, [])):
                         retraction = Finding(name=name, status=RESOLVED, words=clarifying[0].words,
                                              detector=clarifying[0].detector, turn=index, span=clarifying[0].span)
+                        state[name] = [retraction]
+                        taken_back.append(retraction)
+            denial = [f for f in this_turn.get(NUMBNESS_MENTIONED, []) if f.status == NEGATED] + [
+                f for f in this_turn.get(NORMAL_FEELING, []) if f.status == AFFIRMED]
+            if denial and index > 0 and not any(
+                    f.status == AFFIRMED for f in this_turn.get(NUMBNESS_MENTIONED, [])):
+                # "omg no not numb!! I can feel everything totally normally": the feeling signs found earlier go.
+                for name in sorted(self.denied_in_general):
+                    earlier = state.get(name)
+                    if earlier and earlier[0].status == AFFIRMED and not any(
+                            f.status == AFFIRMED for f in this_turn.get(name, [])):
+                        retraction = Finding(name=name, status=NEGATED, words=denial[0].words,
+                                             detector=denial[0].detector, turn=index, span=denial[0].span)
                         state[name] = [retraction]
                         taken_back.append(retraction)
             for name, mentions in this_turn.items():
@@ -326,6 +341,7 @@ class RedFlagTriage:
             "INFORMATIONAL": context.get("informational_question", []),
             "REPORTING_NOW": context.get("reporting_now", []),
             "STUDYING": context.get("studying", []),
+            "ONGOING": context.get("ongoing", []),
         }
         self._cue_patterns = {kind: [self._compile(str(p)) for p in phrases] for kind, phrases in cue_patterns.items()}
 
@@ -536,7 +552,7 @@ class RedFlagTriage:
     def _cues(self, doc, covered: Set[int]) -> Dict[str, List[Tuple[int, int]]]:
         cues: Dict[str, List[Tuple[int, int]]] = {
             "NEGATION": [], "BREAK": [], "HYPOTHETICAL": [], "RESOLVED_BEFORE": [], "RESOLVED_AFTER": [],
-            "INFORMATIONAL": [], "REPORTING_NOW": [], "STUDYING": [], "CONDITIONAL": [],
+            "INFORMATIONAL": [], "REPORTING_NOW": [], "STUDYING": [], "CONDITIONAL": [], "ONGOING": [],
         }
         for match_id, start, end in self.cue_matcher(doc):
             kind = self.nlp.vocab.strings[match_id]
@@ -551,6 +567,9 @@ class RedFlagTriage:
             if token.text == "," and token.i + 1 < len(doc) and doc[token.i + 1].lower_ in SUBJECT_STARTS:
                 cues["BREAK"].append((token.i, token.i + 1))
         cues["CONDITIONAL"] = _conditional_clauses(doc, cues["HYPOTHETICAL"])
+        # "fine since" says it is over; only a "since" (still, getting worse) of its own says it goes on.
+        resolved = cues["RESOLVED_BEFORE"] + cues["RESOLVED_AFTER"]
+        cues["ONGOING"] = [(s, e) for s, e in cues["ONGOING"] if not any(rs < e and s < re for rs, re in resolved)]
         return cues
 
     def _informational_sentences(self, doc, sentence_of: List[int], cues) -> Set[int]:
@@ -583,6 +602,7 @@ class RedFlagTriage:
         sentence = sentence_of[start]
         if sentence in informational:
             return HYPOTHETICAL
+        ongoing = any(sentence_of[s] == sentence for s, _ in cues["ONGOING"])
         clause_start = max(
             [e for s, e in cues["BREAK"] if e <= start and sentence_of[s] == sentence] or [0]
         )
@@ -593,9 +613,9 @@ class RedFlagTriage:
                 for s, e in cues[kind]
             )
 
-        if before("RESOLVED_BEFORE", self.resolved_window):
+        if before("RESOLVED_BEFORE", self.resolved_window) and not ongoing:
             return RESOLVED
-        if any(
+        if not ongoing and any(
             s >= end and s - end <= self.resolved_window and sentence_of[s] == sentence
             for s, e in cues["RESOLVED_AFTER"]
         ):
