@@ -59,6 +59,11 @@ STATUS_STRENGTH = (NEGATED, RESOLVED, HYPOTHETICAL)
 # A later turn that says this about a finding retracts it; a hypothetical question does not.
 RETRACTING = {NEGATED, RESOLVED}
 # Words that put a sentence in the present, or in the past (RedFlagTriage._past_and_over).
+# A subjectless next sentence that starts with one of these finishes the symptom's sentence ("...lol. went away").
+FRAGMENT_GOING_AWAY = {"went", "wore", "passed", "cleared", "disappeared", "stopped", "settled", "resolved"}
+# "not numb": a negation on the symptom word itself (not "not able to feel", which is the symptom).
+SYMPTOM_ADJECTIVES = {"numb", "tingly", "weak", "dead", "wet"}
+COMPARING = {"as", "so", "quite", "that", "too", "nearly"}
 PRESENT_NOW = {"now", "today", "tonight", "still", "currently", "anymore", "again", "lately", "recently"}
 PAST_WORDS = {"could", "had", "was", "were", "did"}
 # A message that corrects an earlier one (red_flags.yml `clarification` and `clarified_away`).
@@ -250,8 +255,8 @@ class TriageRules:
                                              detector=clarifying[0].detector, turn=index, span=clarifying[0].span)
                         state[name] = [retraction]
                         taken_back.append(retraction)
-            denial = [f for f in this_turn.get(NUMBNESS_MENTIONED, []) if f.status == NEGATED] + [
-                f for f in this_turn.get(NORMAL_FEELING, []) if f.status == AFFIRMED]
+            # Only an explicit "I can feel everything normally": "not as numb as earlier" is better, not gone.
+            denial = [f for f in this_turn.get(NORMAL_FEELING, []) if f.status == AFFIRMED]
             if denial and index > 0 and not any(
                     f.status == AFFIRMED for f in this_turn.get(NUMBNESS_MENTIONED, [])):
                 # "omg no not numb!! I can feel everything totally normally": the feeling signs found earlier go.
@@ -557,7 +562,7 @@ class RedFlagTriage:
         for match_id, start, end in self.cue_matcher(doc):
             kind = self.nlp.vocab.strings[match_id]
             # A cue inside a symptom phrase belongs to the symptom ("can't pee", "no feeling", "passed out").
-            if kind != "BREAK" and all(i in covered for i in range(start, end)):
+            if kind not in {"BREAK", "ONGOING"} and all(i in covered for i in range(start, end)):
                 continue
             cues[kind].append((start, end))
         for token in doc:
@@ -616,7 +621,12 @@ class RedFlagTriage:
         if before("RESOLVED_BEFORE", self.resolved_window) and not ongoing:
             return RESOLVED
         if not ongoing and any(
-            s >= end and s - end <= self.resolved_window and sentence_of[s] == sentence
+            s >= end and s - end <= self.resolved_window and (
+                sentence_of[s] == sentence
+                # "...pins and needles after the game lol. went away when i stood up": a fragment that opens with
+                # the cue finishes the sentence before it
+                or (sentence_of[s] == sentence + 1 and sentence_of[s - 1] == sentence
+                    and doc[s].lower_ in FRAGMENT_GOING_AWAY))
             for s, e in cues["RESOLVED_AFTER"]
         ):
             return RESOLVED
@@ -714,7 +724,7 @@ class RedFlagTriage:
             if sentence in informational:
                 return HYPOTHETICAL
             inside = lambda kind: any(start <= s and e <= end for s, e in cues[kind])  # noqa: E731
-            if inside("RESOLVED_BEFORE") or inside("RESOLVED_AFTER"):
+            if (inside("RESOLVED_BEFORE") or inside("RESOLVED_AFTER")) and not inside("ONGOING"):
                 return RESOLVED
             if inside("HYPOTHETICAL") and not cues["REPORTING_NOW"]:
                 return HYPOTHETICAL
@@ -725,6 +735,9 @@ class RedFlagTriage:
             for token in doc[start:end]:
                 if token.lower_ == "no" and token.head.lemma_.lower() not in NOT_DENIED_AFTER_NO:
                     return NEGATED
+                if (token.dep_ == "neg" and token.head.lemma_.lower() in SYMPTOM_ADJECTIVES
+                        and not (token.i + 1 < len(doc) and doc[token.i + 1].lower_ in COMPARING)):
+                    return NEGATED  # "not numb at all"; but "not as numb as earlier" is better, not gone
                 if token.lower_ == "never" and any(t.lower_ == "any" for t in doc[token.i + 1:min(end, token.i + 4)]):
                     return NEGATED  # "I've never had any numbness" (but "never had that before" is new)
                 if (token.dep_ == "neg" and token.lower_ != "never" and token.head.lemma_.lower() in DENYING_VERBS

@@ -109,6 +109,15 @@ def test_named_behaviours(triage, text, level):
         ("both my knees keep giving way and my lower back is killing me", "EMERGENCY"),
         ("fever of 38.8 a week after my section", "URGENT"),
         ("it hurts with sex, at the opening, since Easter", "BOOKING"),
+        # Onset long ago, still going on: not resolved
+        ("my sciatica started three years ago and it's getting worse, now both legs go numb", "EMERGENCY"),
+        # A subjectless "went away" finishes the sentence before it; a resolved cue never reaches a new story
+        ("my bum went numb on the long drive home lol. wore off after ten minutes", "NONE"),
+        # Emoji for pain, voice typing's homophones
+        ("lower back 😫 for like 2 weeks now", "BOOKING"),
+        ("my blather won't empty and my back is agony", "EMERGENCY"),
+        # Situational numbness that is fine again
+        ("saddle went numb on a long bike ride, completely fine within the hour", "NONE"),
     ],
 )
 def test_session_6_mechanisms(triage, text, level):
@@ -148,3 +157,18 @@ def test_rules_file_with_an_unknown_term_is_rejected(tmp_path, triage):
     )
     with pytest.raises(ValueError, match="unknown term"):
         RedFlagTriage.load(broken, nlp=triage.nlp)
+
+
+@pytest.mark.parametrize("texts, levels", [
+    # The other leg named in a later message: both legs
+    (["sciatica down my left leg for 2 weeks", "now it's in the right leg too, same shooting pain"],
+     ["BOOKING", "EMERGENCY"]),
+    # A later general denial of numbness takes back the feeling sign
+    (["my back aches and it's strange down there when I wipe", "no no, not numb at all, I can feel everything normally, just itchy"],
+     ["EMERGENCY", "NONE"]),
+    # ... but better is not gone
+    (["my back aches and it's strange down there when I wipe", "ok it's not as numb as this morning"],
+     ["EMERGENCY", "EMERGENCY"]),
+])
+def test_session_6_conversations(triage, texts, levels):
+    assert [result.level for result in triage.assess_conversation(texts)] == levels
