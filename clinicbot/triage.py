@@ -633,6 +633,7 @@ class RedFlagTriage:
         negations = [
             (s, e) for s, e in cues["NEGATION"]
             if e <= start and s >= clause_start and start - e <= self.negation_window and sentence_of[s] == sentence
+            and not (e < len(doc) and doc[e].lower_ in COMPARING)  # "not as numb as earlier": better, not gone
         ]
         if negations and any(_negation_reaches(doc, s, e, start, end) for s, e in negations):
             return NEGATED
@@ -733,11 +734,12 @@ class RedFlagTriage:
             if _normal_feeling(doc[start:end]):
                 return NEGATED  # "I can feel everything normally": a sentence vector reads it as the opposite
             for token in doc[start:end]:
+                if token.i + 1 < len(doc) and doc[token.i + 1].lower_ in COMPARING and token.lower_ in {"not", "n't"}:
+                    continue  # "it's not as numb as this morning": better, not gone
                 if token.lower_ == "no" and token.head.lemma_.lower() not in NOT_DENIED_AFTER_NO:
                     return NEGATED
-                if (token.dep_ == "neg" and token.head.lemma_.lower() in SYMPTOM_ADJECTIVES
-                        and not (token.i + 1 < len(doc) and doc[token.i + 1].lower_ in COMPARING)):
-                    return NEGATED  # "not numb at all"; but "not as numb as earlier" is better, not gone
+                if token.dep_ == "neg" and token.head.lemma_.lower() in SYMPTOM_ADJECTIVES:
+                    return NEGATED  # "not numb at all"
                 if token.lower_ == "never" and any(t.lower_ == "any" for t in doc[token.i + 1:min(end, token.i + 4)]):
                     return NEGATED  # "I've never had any numbness" (but "never had that before" is new)
                 if (token.dep_ == "neg" and token.lower_ != "never" and token.head.lemma_.lower() in DENYING_VERBS
