@@ -116,6 +116,10 @@ def test_named_behaviours(triage, text, level):
         # Emoji for pain, voice typing's homophones
         ("lower back 😫 for like 2 weeks now", "BOOKING"),
         ("my blather won't empty and my back is agony", "EMERGENCY"),
+        # More words for pain and for worse; a named condition and its flare in different sentences
+        ("bit of a twinge in my lower back for a fortnight", "BOOKING"),
+        ("I had a fusion at L4 in 2019. Since the summer the back has been going downhill", "BOOKING"),
+        ("ever since my son was born sex still hurts", "BOOKING"),
         # Situational numbness that is fine again
         ("saddle went numb on a long bike ride, completely fine within the hour", "NONE"),
     ],
@@ -166,6 +170,10 @@ def test_rules_file_with_an_unknown_term_is_rejected(tmp_path, triage):
     # A later general denial of numbness takes back the feeling sign
     (["my back aches and it's strange down there when I wipe", "no no, not numb at all, I can feel everything normally, just itchy"],
      ["EMERGENCY", "NONE"]),
+    # "I should have explained": a correction takes back the signs it does not affirm again
+    (["I'm 70, my back aches and I lost control of my bladder",
+      "oh dear, I should have explained, that was in 2001 after my operation and it all settled. Nothing like that now"],
+     ["EMERGENCY", "BOOKING"]),
     # ... but better is not gone
     (["my back aches and it's strange down there when I wipe", "ok it's not as numb as this morning"],
      ["EMERGENCY", "EMERGENCY"]),
