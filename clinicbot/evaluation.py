@@ -30,8 +30,8 @@ TRIAGE_SETS = {
 # and then studied too. Set 2 (tests/triage/blind2/) was scored once (f6b2c63) and studied in session 4. Both are
 # development data now. Set 3 (tests/triage/blind3/) was studied in session 4 and its test half scored once at
 # its end: all of it is development data now. Set 4 (tests/triage/blind4/, session 5): its dev half may be
-# studied. Set 5 (tests/triage/blind5/, session 6): its dev half may be studied; its test half is the test set now,
-# scored once at the end of a change and never read (set 4's test half was scored once in session 5).
+# studied. Set 5 (tests/triage/blind5/, session 6): its dev half was studied; its test half was scored at the end of
+# session 6 and never read (docs/triage-evaluation.md). All five are spent: the next change needs a new blind set.
 BLIND_SETS = {
     "set1-dev": TRIAGE_DIR / "blind" / "dev",
     "set1-test": TRIAGE_DIR / "blind" / "test",
