@@ -58,12 +58,13 @@ AFFIRMED, NEGATED, HYPOTHETICAL, RESOLVED = "affirmed", "negated", "hypothetical
 STATUS_STRENGTH = (NEGATED, RESOLVED, HYPOTHETICAL)
 # A later turn that says this about a finding retracts it; a hypothetical question does not.
 RETRACTING = {NEGATED, RESOLVED}
-# Words that put a sentence in the present, or in the past (RedFlagTriage._past_and_over).
 # A subjectless next sentence that starts with one of these finishes the symptom's sentence ("...lol. went away").
 FRAGMENT_GOING_AWAY = {"went", "wore", "passed", "cleared", "disappeared", "stopped", "settled", "resolved"}
-# "not numb": a negation on the symptom word itself (not "not able to feel", which is the symptom).
+# "not numb": a negation on the symptom word itself (not "not able to feel", which is the symptom); and words
+# after "not" that make it a comparison ("not as numb as this morning" is better, not gone).
 SYMPTOM_ADJECTIVES = {"numb", "tingly", "weak", "dead", "wet"}
 COMPARING = {"as", "so", "quite", "that", "too", "nearly"}
+# Words that put a sentence in the present, or in the past (RedFlagTriage._past_and_over).
 PRESENT_NOW = {"now", "today", "tonight", "still", "currently", "anymore", "again", "lately", "recently"}
 PAST_WORDS = {"could", "had", "was", "were", "did"}
 # A message that corrects an earlier one (red_flags.yml `clarification` and `clarified_away`).
@@ -572,7 +573,7 @@ class RedFlagTriage:
             if token.text == "," and token.i + 1 < len(doc) and doc[token.i + 1].lower_ in SUBJECT_STARTS:
                 cues["BREAK"].append((token.i, token.i + 1))
         cues["CONDITIONAL"] = _conditional_clauses(doc, cues["HYPOTHETICAL"])
-        # "fine since" says it is over; only a "since" (still, getting worse) of its own says it goes on.
+        # An ongoing word inside a cue that says it is over ("been fine since", "totally fine") does not count.
         resolved = cues["RESOLVED_BEFORE"] + cues["RESOLVED_AFTER"]
         cues["ONGOING"] = [(s, e) for s, e in cues["ONGOING"] if not any(rs < e and s < re for rs, re in resolved)]
         return cues

@@ -38,7 +38,8 @@ _NUMBER_REPLY = re.compile(r"^\s*#?\s*(\d{1,2})\s*[.)]?\s*$")
 
 # How long a platform message id is remembered: Telegram, Twilio and Messenger retry within minutes to hours.
 DELIVERY_MEMORY_SECONDS = 24 * 60 * 60
-DELIVERIES_IN_MEMORY = 50_000
+# The most message ids or senders one process keeps in memory (the oldest go first).
+KEYS_IN_MEMORY = 50_000
 
 
 class Deliveries:
@@ -68,7 +69,7 @@ class Deliveries:
                 logger.exception("Could not check a webhook delivery in Redis")
                 return True
         now = time.monotonic()
-        while self._seen and (len(self._seen) > DELIVERIES_IN_MEMORY
+        while self._seen and (len(self._seen) > KEYS_IN_MEMORY
                               or now - next(iter(self._seen.values())) > DELIVERY_MEMORY_SECONDS):
             self._seen.popitem(last=False)
         if key in self._seen:
@@ -114,7 +115,7 @@ class SenderRateLimit:
         if start != window:
             start, number = window, 0
         self._counts[key] = [start, number + 1]
-        while len(self._counts) > DELIVERIES_IN_MEMORY:
+        while len(self._counts) > KEYS_IN_MEMORY:
             self._counts.popitem(last=False)
         return int(number + 1)
 
