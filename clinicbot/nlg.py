@@ -3,8 +3,9 @@ channel needs and no single action owns.
 
 1. **The disclaimer at the start of every conversation.** The first message the bot sends in a session ends
    with `utter_disclaimer`, on every channel, whatever the patient wrote first (not only after a greeting). Not
-   after an emergency instruction or a safeguarding reply: "this is not medical advice" must never follow "call
-   911 now" or a crisis line, so a session that has had either never gets it; the advice's own wording stands.
+   on or after emergency or same-day advice or a safeguarding reply: "this is not medical advice" must never follow
+   "call 911 now", "get checked today" or a crisis line, so a session that starts with one never gets it; the
+   advice's own wording stands (docs/content-decisions.md D18).
 2. **The clinic's details and helplines** (clinicbot/settings.py, from the environment) fill `{clinic_phone}`,
    `{crisis_line}` ... in every response, so a clinic outside the US changes them in one place.
 
