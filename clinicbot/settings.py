@@ -109,6 +109,9 @@ class Settings:
     # Keys the pseudonyms in exports and logs. Unset: derived from CONSOLE_SECRET, so that one key cannot be used
     # to forge console sessions with the other.
     pseudonym_key: Optional[str] = None
+    # How many reverse proxies (TLS terminators) in front of the web app to trust for X-Forwarded-For/-Proto: then a
+    # console reached over https gets Secure cookies and HSTS. 0 (default): the headers are ignored (forgeable).
+    trusted_proxies: int = 0
     # The Rasa server's public URL as the widget's browser reaches it (e.g. https://bot.clinic.example).
     # Unset: the page's own host name on the Rasa port (local development).
     widget_rasa_url: Optional[str] = None
@@ -204,6 +207,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
         message_max_chars=env_int("MESSAGE_MAX_CHARS", 2000),
         sender_messages_per_minute=env_int("SENDER_MESSAGES_PER_MINUTE", 20),
         widget_rasa_url=env("WIDGET_RASA_URL"),
+        trusted_proxies=env_int("TRUSTED_PROXIES", 0),
         deployment=env("DEPLOYMENT", "development").lower(),
         pseudonym_key=env("PSEUDONYM_KEY"),
     )

@@ -61,6 +61,8 @@ def create_app(rasa_port: int = 5005, name: str = "pelvic_health_web") -> Sanic:
     app.config.RASA_PORT = rasa_port
     # Sanic's default body limit is 100 MB; a sign-in form or a status change needs a few hundred bytes.
     app.config.REQUEST_MAX_SIZE = load_settings().request_max_bytes
+    # Behind the clinic's TLS proxy: its X-Forwarded-Proto makes request.scheme "https" (Secure cookies, HSTS).
+    app.config.PROXIES_COUNT = load_settings().trusted_proxies
     app.static("/widget", str(WIDGET_DIR))
 
     @app.get("/")

@@ -191,6 +191,8 @@ def console_blueprint(store: Optional[ConsoleStore] = None, settings: Optional[S
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["X-Frame-Options"] = "DENY"
         resp.headers["Referrer-Policy"] = "no-referrer"
+        if request.scheme == "https":  # the browser then refuses plain http to the console for a year
+            resp.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         if request.path not in PUBLIC_PATHS or request.path.endswith("/login"):
             resp.headers["Cache-Control"] = "no-store"
 

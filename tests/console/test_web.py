@@ -384,3 +384,29 @@ async def test_the_front_desk_sees_contact_details_in_the_queue_but_no_transcrip
 
     assert BOOKING_NAME in response.text  # to call the patient back
     assert "/console/transcript" not in response.text
+
+
+@pytest.mark.parametrize("trusted, secure", [("1", True), ("0", False)])
+async def test_behind_a_trusted_tls_proxy_the_console_sends_hsts_and_secure_cookies(
+        monkeypatch, stack_env, accounts, trusted, secure):
+    # Issue 11 item 7. Untrusted, the same headers are anyone's to forge: no HSTS, no Secure cookie claimed.
+    from clinicbot.web import create_app
+
+    for name, value in stack_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TRUSTED_PROXIES", trusted)
+    client = SanicASGITestClient(create_app(name=f"proxied_{uuid.uuid4().hex[:8]}"))
+    via_proxy = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    _, page = await client.get("/console/login", headers=via_proxy)
+    username, password = accounts["clinician"]
+    # The test client speaks plain http to the app (the proxy's side), so it would not send a Secure cookie back.
+    login_cookie = next(h.split(";")[0] for h in page.headers.get_list("set-cookie")
+                        if h.startswith(f"{SessionCodec.LOGIN_COOKIE}="))
+    _, signed_in = await client.post(
+        "/console/login", headers={**via_proxy, "Cookie": login_cookie}, follow_redirects=False,
+        data={"username": username, "password": password, "csrf_token": csrf_from(page.text), "next": "/console/conversations"})
+
+    assert signed_in.status_code in (302, 303)
+    assert ("Strict-Transport-Security" in page.headers) is secure
+    session_cookie = [h for h in signed_in.headers.get_list("set-cookie") if h.startswith(f"{SessionCodec.COOKIE}=")]
+    assert session_cookie and ("Secure" in session_cookie[0]) is secure
