@@ -22,18 +22,15 @@ from rasa.shared.core.events import BotUttered, SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import EndpointConfig
 
-from clinicbot.settings import load_settings
+from clinicbot.settings import Settings, load_settings
+from clinicbot.triage import LEVEL_RANK
 
 DISCLAIMER = "utter_disclaimer"
-# A response with one of these keys in `custom` is an emergency instruction or a safeguarding reply (domain.yml).
-NO_DISCLAIMER_AFTER = ("triage_level", "safeguarding")
-_EMERGENCY_LEVELS = {"EMERGENCY", "URGENT"}
 _REMEMBERED_STEPS = 10_000  # conversations in flight at once, at most; older entries are long finished
 
 
-def template_values() -> Dict[str, str]:
+def template_values(settings: Settings) -> Dict[str, str]:
     """What responses may name: the clinic's details and the helplines."""
-    settings = load_settings()
     clinic = settings.clinic
     return {
         "clinic_name": clinic.name,
@@ -46,14 +43,17 @@ def template_values() -> Dict[str, str]:
 
 
 def _is_advice(custom: Optional[Dict[str, Any]]) -> bool:
-    """An emergency or same-day instruction, or a safeguarding reply: nothing may water it down."""
+    """An emergency or same-day instruction, or a safeguarding reply (their `custom` in domain.yml says which):
+    nothing may water it down."""
     custom = custom or {}
-    return "safeguarding" in custom or custom.get("triage_level") in _EMERGENCY_LEVELS
+    return "safeguarding" in custom or LEVEL_RANK.get(custom.get("triage_level"), 0) >= LEVEL_RANK["URGENT"]
 
 
 class ClinicNaturalLanguageGenerator(TemplatedNaturalLanguageGenerator):
     def __init__(self, endpoint_config: Optional[EndpointConfig] = None, domain: Optional[Domain] = None) -> None:
         super().__init__((domain or Domain.empty()).responses)
+        # Read once, when the Rasa server starts (as the channels read theirs): not on every response.
+        self._values = template_values(load_settings())
         # An action that sends several messages asks for them one by one with the same tracker: only the first
         # gets the disclaimer. Keyed by conversation and the number of events so far (one step of one turn).
         self._given_at: "OrderedDict[Text, int]" = OrderedDict()
@@ -61,7 +61,7 @@ class ClinicNaturalLanguageGenerator(TemplatedNaturalLanguageGenerator):
     async def generate(
         self, utter_action: Text, tracker: DialogueStateTracker, output_channel: Text, **kwargs: Any
     ) -> Optional[Dict[Text, Any]]:
-        values = {**template_values(), **kwargs}
+        values = {**self._values, **kwargs}
         message = await super().generate(utter_action, tracker, output_channel, **values)
         if message is None or utter_action == DISCLAIMER or not self._disclaimer_due(message, tracker):
             return message

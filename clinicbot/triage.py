@@ -245,30 +245,23 @@ class TriageRules:
             this_turn: Dict[str, List[Finding]] = {}
             for finding in findings:
                 this_turn.setdefault(finding.name, []).append(finding)
-            clarifying = [f for f in this_turn.get(CLARIFIES_EARLIER, []) if f.status == AFFIRMED]
-            if clarifying and index > 0:
-                # "Sorry, badly worded: I HAD that years ago." The earlier signs it does not affirm again go.
-                for name in sorted(self.clarified_away):
+            def take_back(names, cause: Finding, status: str) -> None:
+                """The earlier signs among `names` that this turn does not affirm again go, because of `cause`."""
+                for name in sorted(names):
                     earlier = state.get(name)
                     if earlier and earlier[0].status == AFFIRMED and not any(
                             f.status == AFFIRMED for f in this_turn.get(name, [])):
-                        retraction = Finding(name=name, status=RESOLVED, words=clarifying[0].words,
-                                             detector=clarifying[0].detector, turn=index, span=clarifying[0].span)
+                        retraction = replace(cause, name=name, status=status, turn=index)
                         state[name] = [retraction]
                         taken_back.append(retraction)
-            # Only an explicit "I can feel everything normally": "not as numb as earlier" is better, not gone.
-            denial = [f for f in this_turn.get(NORMAL_FEELING, []) if f.status == AFFIRMED]
-            if denial and index > 0 and not any(
-                    f.status == AFFIRMED for f in this_turn.get(NUMBNESS_MENTIONED, [])):
-                # "omg no not numb!! I can feel everything totally normally": the feeling signs found earlier go.
-                for name in sorted(self.denied_in_general):
-                    earlier = state.get(name)
-                    if earlier and earlier[0].status == AFFIRMED and not any(
-                            f.status == AFFIRMED for f in this_turn.get(name, [])):
-                        retraction = Finding(name=name, status=NEGATED, words=denial[0].words,
-                                             detector=denial[0].detector, turn=index, span=denial[0].span)
-                        state[name] = [retraction]
-                        taken_back.append(retraction)
+
+            affirmed_here = lambda name: [f for f in this_turn.get(name, []) if f.status == AFFIRMED]  # noqa: E731
+            if index > 0 and affirmed_here(CLARIFIES_EARLIER):
+                # "Sorry, badly worded: I HAD that years ago."
+                take_back(self.clarified_away, affirmed_here(CLARIFIES_EARLIER)[0], RESOLVED)
+            if index > 0 and affirmed_here(NORMAL_FEELING) and not affirmed_here(NUMBNESS_MENTIONED):
+                # "omg no not numb!! I can feel everything totally normally" (not "not as numb as earlier").
+                take_back(self.denied_in_general, affirmed_here(NORMAL_FEELING)[0], NEGATED)
             for name, mentions in this_turn.items():
                 affirmed = [f for f in mentions if f.status == AFFIRMED]
                 retracting = [f for f in mentions if f.status in RETRACTING]

@@ -211,6 +211,13 @@ def test_done_when_tingling_leads_to_a_stored_booking(chat, stack_store):
     assert len([r for r in stack_store.list_bookings() if r["conversation_id"] == chat.conversation_id]) == 1
 
 
+def fill_virtual_booking_and_read_back(chat) -> str:
+    """From the form's first question to the read-back: name, e-mail, a virtual visit, mornings."""
+    for answer in ("Ana Silva", "ana@example.org", '/inform{"visit_type": "virtual"}', "mornings"):
+        chat.texts(answer)
+    return chat.texts("/affirm")[0]
+
+
 def test_the_booking_reason_is_what_the_patient_wrote_not_the_article_topic(new_chat, stack_store):
     # Issue 12 item 4: not "Question about virtual sessions"; the patient's own first description.
     chat = new_chat()
@@ -218,11 +225,7 @@ def test_the_booking_reason_is_what_the_patient_wrote_not_the_article_topic(new_
     chat.texts("sex has hurt ever since I had my baby, can physical therapy help with that?")
     chat.texts("do you do virtual sessions")
     assert "What name" in chat.texts("/book_appointment")[0]
-    chat.texts("Ana Silva")
-    chat.texts("ana@example.org")
-    chat.texts('/inform{"visit_type": "virtual"}')
-    chat.texts("mornings")
-    read_back = chat.texts("/affirm")[0]
+    read_back = fill_virtual_booking_and_read_back(chat)
     # persistent painful sex is also a booking-level red flag: the words, then what the triage made of them
     reason = "sex has hurt ever since I had my baby, can physical therapy help with that? [red flag, booking]"
     assert f"Reason: {reason}" in read_back
@@ -235,11 +238,7 @@ def test_a_direct_booking_takes_the_reason_from_the_first_question_not_the_form_
     chat = new_chat()
     chat.texts("do you do virtual sessions")
     assert "What name" in chat.texts("/book_appointment")[0]
-    chat.texts("Ana Silva")
-    chat.texts("ana@example.org")
-    chat.texts('/inform{"visit_type": "virtual"}')
-    chat.texts("mornings")
-    assert "Reason: do you do virtual sessions\n" in chat.texts("/affirm")[0]
+    assert "Reason: do you do virtual sessions\n" in fill_virtual_booking_and_read_back(chat)
 
 
 def test_booking_form_answers_a_question_midway_and_can_correct_and_stop(chat, stack_store):
