@@ -31,7 +31,8 @@ TRIAGE_SETS = {
 # development data now. Set 3 (tests/triage/blind3/) was studied in session 4 and its test half scored once at
 # its end: all of it is development data now. Set 4 (tests/triage/blind4/, session 5): its dev half may be
 # studied. Set 5 (tests/triage/blind5/, session 6): its dev half was studied; its test half was scored at the end of
-# session 6 and never read (docs/triage-evaluation.md). All five are spent: the next change needs a new blind set.
+# session 6 and never read (docs/triage-evaluation.md). All five are spent. Set 6 (tests/triage/blind6/, session 7):
+# its dev half may be studied; its test half is scored at the end of the session's change, never read.
 BLIND_SETS = {
     "set1-dev": TRIAGE_DIR / "blind" / "dev",
     "set1-test": TRIAGE_DIR / "blind" / "test",
@@ -42,6 +43,8 @@ BLIND_SETS = {
     "set4-test": TRIAGE_DIR / "blind4" / "test",
     "set5-dev": TRIAGE_DIR / "blind5" / "dev",
     "set5-test": TRIAGE_DIR / "blind5" / "test",
+    "set6-dev": TRIAGE_DIR / "blind6" / "dev",
+    "set6-test": TRIAGE_DIR / "blind6" / "test",
 }
 BLIND_HALVES = tuple(BLIND_SETS)
 
